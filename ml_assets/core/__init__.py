@@ -1,0 +1,1 @@
+"""Pure data logic: no Dagster import anywhere under this package."""

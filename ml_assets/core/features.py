@@ -1,0 +1,88 @@
+"""The features layer: transforms named in config, the label, and the leakage guard."""
+
+from __future__ import annotations
+
+import operator
+
+import pandas as pd
+
+from ml_assets.config import PipelineConfig, resolve_callable
+from ml_assets.core.sources import LINEAGE_COLUMNS
+
+LABEL = "_label"
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+        "==": operator.eq, "!=": operator.ne}
+
+
+class FeatureError(ValueError):
+    pass
+
+
+def key_columns(config: PipelineConfig) -> list[str]:
+    """Columns that identify a row in features and predictions."""
+    return list(config.primary_key) if config.primary_key else list(LINEAGE_COLUMNS)
+
+
+def label(processed: pd.DataFrame, config: PipelineConfig) -> pd.Series:
+    target = processed[config.target.column]
+    if config.target.task == "regression":
+        return target.astype("float64")
+    if config.target.positive_when is not None:
+        op, number = config.target.comparison()
+        return _OPS[op](target.astype("float64"), number).astype("int64")
+    return (target.astype("string") == str(config.target.positive_value)).fillna(False).astype(
+        "int64"
+    )
+
+
+def apply_transforms(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    for path in config.features.transforms:
+        fn = resolve_callable(path)
+        before = len(frame)
+        result = fn(frame)
+        if not isinstance(result, pd.DataFrame):
+            raise FeatureError(f"transform {path} returned {type(result).__name__}, not a DataFrame")
+        if len(result) != before:
+            raise FeatureError(
+                f"transform {path} changed the row count from {before} to {len(result)}; "
+                "transforms must add columns, never add or drop rows"
+            )
+        frame = result
+    return frame
+
+
+def build_features(processed: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
+    """Keys, the declared feature columns (numeric as float64, categorical as string), the label."""
+    frame = apply_transforms(processed.reset_index(drop=True), config)
+    missing = [c for c in config.feature_columns if c not in frame.columns]
+    if missing:
+        raise FeatureError(
+            f"feature column(s) {missing} exist neither in processed data nor in the output of "
+            f"transforms {config.features.transforms}; available: {sorted(frame.columns)}"
+        )
+    out = pd.DataFrame(index=frame.index)
+    for col in key_columns(config):
+        out[col] = frame[col]
+    for col in config.features.numeric:
+        values = frame[col]
+        if pd.api.types.is_bool_dtype(values.dtype):
+            values = values.astype("float64")
+        try:
+            out[col] = pd.to_numeric(values, errors="raise").astype("float64")
+        except (TypeError, ValueError) as exc:
+            raise FeatureError(f"numeric feature {col!r} is not numeric: {exc}") from exc
+    for col in config.features.categorical:
+        out[col] = frame[col].astype("string")
+    out[LABEL] = label(frame, config)
+    return out.reset_index(drop=True)
+
+
+def feature_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
+    keys = set(key_columns(config))
+    return [c for c in frame.columns if c not in keys and c != LABEL]
+
+
+def leaked_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
+    """Forbidden columns (and the raw target) that reached the model's feature columns."""
+    forbidden = set(config.features.forbidden) | {config.target.column}
+    return [c for c in feature_columns(frame, config) if c in forbidden]

@@ -1,0 +1,50 @@
+"""Storage as typed resources: one local folder or S3 bucket for tables, one for models."""
+
+
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from ml_assets.core.registry import ModelStore
+from ml_assets.core.storage import LocalStore, ObjectStore, S3Store
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Where tables and models are stored: a local path or `s3://bucket/prefix` each.
+
+    S3 access goes through dagster-aws's `S3Resource`; credentials come from the standard AWS
+    chain (environment, profile, instance role), never from code or config.
+    """
+
+    tables_root: str = Field(description="Local folder or s3://bucket/prefix for Parquet tables.")
+    models_root: str = Field(description="Local folder or s3://bucket/prefix for model files.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="Custom S3 endpoint (MinIO, moto); empty for AWS."
+    )
+    s3_region: str | None = Field(default=None, description="AWS region for S3.")
+
+    _client: Any = PrivateAttr(default=None)
+
+    def s3_client(self) -> Any:
+        if self._client is None:
+            self._client = S3Resource(
+                endpoint_url=self.s3_endpoint_url, region_name=self.s3_region
+            ).get_client()
+        return self._client
+
+    def _store(self, root: str) -> ObjectStore:
+        if root.startswith("s3://"):
+            return S3Store(root, self.s3_client())
+        return LocalStore(root)
+
+    def tables(self) -> ObjectStore:
+        return self._store(self.tables_root)
+
+    def models(self) -> ModelStore:
+        return ModelStore(self._store(self.models_root))
+
+    def source_client(self, uri: str) -> Any:
+        """An S3 client when a source URI is on S3, else None."""
+        return self.s3_client() if uri.startswith("s3://") else None

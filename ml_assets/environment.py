@@ -1,0 +1,61 @@
+"""The one place that decides the environment: where tables and models are stored.
+
+Read from the environment when definitions are built (never at import time):
+
+| variable         | meaning                                                   | default          |
+|------------------|-----------------------------------------------------------|------------------|
+| ENV              | development, staging or production                        | development      |
+| DATA_PATH        | local folder for tables (when S3_BUCKET is empty)         | ./.data/tables   |
+| MODEL_PATH       | local folder for models (when S3_BUCKET is empty)         | ./.data/models   |
+| S3_BUCKET        | store tables at s3://BUCKET/tables, models at .../models  | (empty: local)   |
+| AWS_ENDPOINT_URL | custom S3 endpoint (MinIO, moto)                          | (empty: AWS)     |
+| AWS_REGION       | S3 region                                                 | (AWS default)    |
+
+ENV=production requires S3_BUCKET: production data does not live on a container's disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+class EnvironmentError_(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    tables_root: str
+    models_root: str
+    s3_endpoint_url: str | None
+    s3_region: str | None
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    e = os.environ if environ is None else environ
+    env = e.get("ENV", "development") or "development"
+    if env not in ENVIRONMENTS:
+        raise EnvironmentError_(f"ENV must be one of {list(ENVIRONMENTS)}, found {env!r}")
+    bucket = (e.get("S3_BUCKET") or "").strip()
+    if bucket.startswith("s3://") or "/" in bucket:
+        raise EnvironmentError_(f"S3_BUCKET is a bucket name (no s3://, no '/'), found {bucket!r}")
+    if env == "production" and not bucket:
+        raise EnvironmentError_("ENV=production needs S3_BUCKET: tables and models go to S3")
+    if bucket:
+        tables, models = f"s3://{bucket}/tables", f"s3://{bucket}/models"
+    else:
+        tables = str(Path(e.get("DATA_PATH") or "./.data/tables").resolve())
+        models = str(Path(e.get("MODEL_PATH") or "./.data/models").resolve())
+    return Settings(
+        env=env,
+        tables_root=tables,
+        models_root=models,
+        s3_endpoint_url=(e.get("AWS_ENDPOINT_URL") or None),
+        s3_region=(e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or None),
+    )

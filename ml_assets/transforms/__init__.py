@@ -1,0 +1,1 @@
+"""Feature transforms named in pipeline configs: pure functions DataFrame -> DataFrame."""
