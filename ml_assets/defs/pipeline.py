@@ -13,7 +13,7 @@ from ml_assets.core import quality
 from ml_assets.core.contract import clean, expected_columns
 from ml_assets.core.features import build_features, key_columns
 from ml_assets.core.gates import evaluate_gates
-from ml_assets.core.pii import apply_pii
+from ml_assets.core.pii import PiiKeyMissing, apply_pii
 from ml_assets.core.registry import NoApprovedModel
 from ml_assets.core.scoring import LoadedModel, score
 from ml_assets.core.sources import SourceError, read_source
@@ -83,12 +83,12 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         start = dt.date.fromisoformat(days[0])
         end = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
         uri = getattr(cfg.source, "uri", "")
+        key = os.environ.get(cfg.pii_key_env) if cfg.pii else None
         try:
             batch = read_source(cfg, start, end, storage.source_client(uri))
-        except SourceError as exc:
+            frames = {d: apply_pii(batch.frames[d], cfg.pii, key) for d in days}
+        except (SourceError, PiiKeyMissing) as exc:
             raise dg.Failure(description=str(exc)) from None
-        key = os.environ.get(cfg.pii_key_env) if cfg.pii else None
-        frames = {d: apply_pii(batch.frames[d], cfg.pii, key) for d in days}
         yield table_output(
             context, storage, frames, k["raw"],
             metadata={"source_files": len(batch.files)},

@@ -1,0 +1,88 @@
+# ml_assets developer tasks. Run `make help` for the list.
+#
+# Everything runs from the project virtualenv in .venv, built from the pinned
+# requirements.lock (regenerate it with `make lock`).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Tool used by `make lock`; kept out of .venv so the lock never depends on it.
+TOOLS_VENV := .venv-tools
+UV_VERSION ?= 0.13.9
+# pandas 3.0.x requires Python >= 3.11, so the universal lock starts at 3.11.
+LOCK_PYTHON ?= 3.11
+LOCK_CMD = uv pip compile pyproject.toml --extra test --universal --python-version $(LOCK_PYTHON) -o requirements.lock
+# e.g. `make lock LOCK_ARGS=--upgrade` to move every pin to its newest allowed version.
+LOCK_ARGS ?=
+
+# Optional local settings: variables in .env (see .env.example) are read and
+# exported to every recipe. Nothing requires the file. Write plain KEY=value
+# lines, no quotes and no trailing comments. Empty values are not exported, so
+# that e.g. `AWS_ENDPOINT_URL=` behaves like "unset".
+-include .env
+ifneq ($(wildcard .env),)
+ENV_FILE_VARS := $(shell sed -n 's/^[[:space:]]*\(export[[:space:]]\+\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)[[:space:]]*=.*/\2/p' .env)
+$(foreach v,$(ENV_FILE_VARS),$(if $(strip $($(v))),$(eval export $(v))))
+endif
+
+# Dagster wants an absolute path; a relative value (e.g. from .env) is taken
+# relative to this directory.
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
+
+.DEFAULT_GOAL := help
+
+.PHONY: help venv dagster-home demo test ui bench lint lock clean
+
+help:
+	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
+	@echo "make demo          run the asset graph end to end on the sample window"
+	@echo "make test          run the test suite"
+	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
+	@echo "make bench         run benchmarks/run.py"
+	@echo "make lint          ruff check"
+	@echo "make lock          regenerate requirements.lock with uv $(UV_VERSION)"
+	@echo "make clean         remove .venv, .dagster_home and .data"
+	@echo "DAGSTER_HOME=$(DAGSTER_HOME)"
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -r requirements.lock
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $@
+
+venv: $(STAMP)
+
+# Creates DAGSTER_HOME and seeds it with the repo's dagster.yaml, but never
+# overwrites a dagster.yaml that is already there.
+dagster-home:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@if [ ! -f "$(DAGSTER_HOME)/dagster.yaml" ] && [ -f dagster.yaml ]; then \
+		cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
+		echo "copied dagster.yaml to $(DAGSTER_HOME)/dagster.yaml"; \
+	fi
+
+demo: venv dagster-home
+	$(BIN)/ml-assets run --start 2013-01-01 --end 2013-05-01 --as-of 2013-03-31
+
+test: venv dagster-home
+	$(BIN)/python -m pytest -q
+
+ui: venv dagster-home
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: venv dagster-home
+	$(BIN)/python benchmarks/run.py
+
+lint: venv
+	$(BIN)/ruff check ml_assets ml_assets_tests benchmarks
+
+lock:
+	@test -x $(TOOLS_VENV)/bin/uv || { $(PYTHON) -m venv $(TOOLS_VENV) && $(TOOLS_VENV)/bin/python -m pip install uv==$(UV_VERSION); }
+	$(TOOLS_VENV)/bin/$(LOCK_CMD) $(LOCK_ARGS)
+
+clean:
+	rm -rf $(VENV) .dagster_home .data
