@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DTYPES = ("int64", "float64", "bool", "string", "datetime")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PATH_MARK = "\x1f"  # separates a key path carried inside a cross-field validation message
 _POSITIVE_WHEN_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(\.\d+)?)\s*$")
 
 #: Metrics a gate may name, and the direction a threshold is expected to take.
@@ -207,43 +208,43 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
+        def fail(key_path: str, message: str):
+            raise ValueError(f"{_PATH_MARK}{key_path}{_PATH_MARK}{message}")
+
         cols = set(self.schema_)
-        for key in self.primary_key:
+        for i, key in enumerate(self.primary_key):
             if key not in cols:
-                raise ValueError(f"primary_key column {key!r} is not in schema")
+                fail(f"primary_key.{i}", f"column {key!r} is not in schema")
         for col, action in self.pii.items():
             if col not in cols:
-                raise ValueError(f"pii column {col!r} is not in schema")
+                fail(f"pii.{col}", f"column {col!r} is not in schema")
             if action == "drop" and col in self.primary_key:
-                raise ValueError(f"pii column {col!r} is dropped but is part of primary_key")
+                fail(f"pii.{col}", f"column {col!r} is dropped but is part of primary_key")
             if action in ("hash", "mask") and self.schema_[col].dtype != "string":
-                raise ValueError(
-                    f"pii column {col!r} is {action}ed into text, so its dtype must be string"
-                )
+                fail(f"pii.{col}", f"{action} turns the column into text, so its schema dtype "
+                     f"must be string, not {self.schema_[col].dtype}")
             if col == self.target.column or col in self.features.numeric:
-                raise ValueError(f"pii column {col!r} cannot be the target or a numeric feature")
+                fail(f"pii.{col}", f"column {col!r} cannot be the target or a numeric feature")
         if self.target.column not in cols:
-            raise ValueError(f"target column {self.target.column!r} is not in schema")
+            fail("target.column", f"column {self.target.column!r} is not in schema")
         if self.target.positive_when is not None and self.schema_[self.target.column].dtype not in (
             "int64",
             "float64",
         ):
-            raise ValueError("positive_when needs a numeric target column")
+            fail("target.positive_when", "positive_when needs a numeric target column")
         if self.target.column in self.features.numeric + self.features.categorical:
-            raise ValueError(f"the target {self.target.column!r} cannot also be a feature")
+            fail("features", f"the target {self.target.column!r} cannot also be a feature")
         if isinstance(self.source, FilesSource):
             ts = self.source.timestamp_column
             if ts not in cols or self.schema_[ts].dtype != "datetime":
-                raise ValueError(f"timestamp_column {ts!r} must be a datetime column in schema")
+                fail("source.timestamp_column", f"{ts!r} must be a datetime column in schema")
         allowed_metrics = BINARY_METRICS if self.target.task == "binary" else REGRESSION_METRICS
         if not self.gates:
-            raise ValueError("gates must name at least one metric threshold")
+            fail("gates", "name at least one metric threshold")
         for metric in self.gates:
             if metric not in allowed_metrics:
-                raise ValueError(
-                    f"gate metric {metric!r} is not one of {list(allowed_metrics)} "
-                    f"for a {self.target.task} target"
-                )
+                fail(f"gates.{metric}", f"{metric!r} is not one of {list(allowed_metrics)} for a "
+                     f"{self.target.task} target")
         return self
 
     @property
@@ -283,6 +284,9 @@ def _format_error(path: Path, exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "<top level>"
         loc = loc.replace("schema_", "schema")
         msg = err["msg"]
+        if _PATH_MARK in msg:
+            _, inner, msg = msg.split(_PATH_MARK, 2)
+            loc = ".".join(p for p in (loc if loc != "<top level>" else "", inner) if p)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"  {loc}: {msg}")
@@ -329,7 +333,7 @@ def load_configs(location: str | os.PathLike[str] | None = None) -> list[Pipelin
         raise ConfigError(f"{location}: no such config file or folder")
     configs = [load_config(f) for f in files]
     seen: dict[str, Path] = {}
-    for cfg, f in zip(configs, files):
+    for cfg, f in zip(configs, files, strict=False):
         if cfg.name in seen:
             raise ConfigError(f"{f}: name {cfg.name!r} is already used by {seen[cfg.name]}")
         seen[cfg.name] = f

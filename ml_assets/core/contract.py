@@ -80,16 +80,40 @@ def _parse(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
         bad = present & parsed.isna()
         return parsed, bad
     if spec.dtype == "datetime":
-        if pd.api.types.is_datetime64_any_dtype(values.dtype):
-            parsed = values
-        else:
-            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        parsed = parsed.astype("datetime64[ns]")
+        parsed = to_naive_utc(values)
         bad = present & parsed.isna()
         return parsed, bad
     return values.astype("string"), pd.Series(False, index=values.index)
+
+
+def to_naive_utc(values: pd.Series) -> pd.Series:
+    """Parse timestamps (mixed formats and UTC offsets allowed) to naive UTC datetime64[ns].
+
+    Unparseable values and values outside datetime64[ns]'s range (1677..2262) become NaT.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = values
+        if getattr(parsed.dt, "tz", None) is None:
+            parsed = parsed.dt.tz_localize("UTC")
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    outside = parsed.notna() & ((parsed < lo) | (parsed > hi))
+    return parsed.mask(outside).astype("datetime64[ns]")
+
+
+def outside_allowed(values: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """True where a present value is not in `spec.allowed` (numbers compared as numbers)."""
+    if spec.allowed is None:
+        return pd.Series(False, index=values.index)
+    if spec.dtype in ("int64", "float64"):
+        allowed = pd.to_numeric(pd.Series(spec.allowed), errors="coerce").dropna().tolist()
+        inside = values.astype("float64").isin(allowed)
+    else:
+        allowed = pd.Series(spec.allowed).astype(str).tolist()
+        inside = values.astype("string").isin(allowed).fillna(False).astype(bool)
+    return (values.notna() & ~inside).astype(bool)
 
 
 def _fmt(value) -> str:
@@ -144,17 +168,14 @@ def clean(raw: pd.DataFrame, config: PipelineConfig, partition: str) -> Cleaned:
                 f"column {c!r}: " + p.loc[idx].map(_fmt) + f" above max {_fmt(s.max)}"
             ))
         if spec.allowed is not None:
-            allowed = pd.Series(spec.allowed).astype(str).tolist()
-            outside = parsed.notna() & ~parsed.astype("string").isin(allowed).fillna(False)
-            outside = outside.astype(bool)
-            flag(outside, lambda idx, c=column, p=parsed, a=allowed: (
-                f"column {c!r}: " + p.loc[idx].astype(str).map(repr) + f" not in allowed {a}"
+            flag(outside_allowed(parsed, spec), lambda idx, c=column, p=parsed, a=spec.allowed: (
+                f"column {c!r}: " + p.loc[idx].map(_fmt) + f" not in allowed {a}"
             ))
         out[column] = parsed.astype(PANDAS_DTYPES[spec.dtype]) if spec.dtype != "datetime" else parsed
 
     parsed_frame = pd.DataFrame(out, index=raw.index)
     for col in LINEAGE_COLUMNS:
-        parsed_frame[col] = raw[col] if col in raw else pd.NA
+        parsed_frame[col] = raw.get(col, pd.NA)
 
     if config.primary_key:
         valid = reasons == ""

@@ -7,14 +7,13 @@ which keeps the event log small in backfills.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from ml_assets.config import PipelineConfig
-from ml_assets.core.contract import PANDAS_DTYPES, expected_columns
+from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
 from ml_assets.core.features import LABEL, feature_columns, leaked_columns
 from ml_assets.core.sources import SOURCE_FILE
 
@@ -114,9 +113,7 @@ def value_ranges(frames: Frames, config: PipelineConfig) -> Outcome:
                 n += int((values < spec.min).fillna(False).sum())
             if spec.max is not None:
                 n += int((values > spec.max).fillna(False).sum())
-            if spec.allowed is not None:
-                allowed = [str(a) for a in spec.allowed]
-                n += int((values.notna() & ~values.astype("string").isin(allowed)).fillna(False).sum())
+            n += int(outside_allowed(values, spec).sum())
             if n:
                 violations += n
                 where.append(f"{key}:{column}")
@@ -149,9 +146,12 @@ def quarantine_rate(processed: Frames, quarantine: Frames, max_rate: float) -> O
 
 
 def no_leakage(frames: Frames, config: PipelineConfig) -> Outcome:
-    leaked = sorted({c for f in frames.values() for c in leaked_columns(f, config)})
+    by_partition = {k: leaked_columns(f, config) for k, f in frames.items()}
+    bad = sorted(k for k, cols in by_partition.items() if cols)
+    leaked = sorted({c for cols in by_partition.values() for c in cols})
     return Outcome("no_leakage", not leaked, leaked or "none",
-                   f"none of {sorted(set(config.features.forbidden) | {config.target.column})}")
+                   f"none of {sorted(set(config.features.forbidden) | {config.target.column})}",
+                   {"failing_partitions": _short(bad)} if bad else {})
 
 
 def features_complete(frames: Frames, config: PipelineConfig) -> Outcome:
@@ -170,18 +170,23 @@ def features_complete(frames: Frames, config: PipelineConfig) -> Outcome:
 
 def predictions_sane(features: Frames, predictions: Frames, task: str) -> list[Outcome]:
     mismatched = sorted(k for k in predictions if len(predictions[k]) != len(features.get(k, ())))
-    nan = sum(int(p["prediction"].isna().sum()) for p in predictions.values())
+    nan_by = {k: int(p["prediction"].isna().sum()) for k, p in predictions.items()}
+    nan_at = sorted(k for k, n in nan_by.items() if n)
     out = [
         Outcome("one_prediction_per_row", not mismatched, len(mismatched),
                 "0 partitions where prediction rows != feature rows",
                 {"failing_partitions": _short(mismatched)} if mismatched else {}),
-        Outcome("no_missing_predictions", nan == 0, nan, "0 NaN predictions"),
+        Outcome("no_missing_predictions", not nan_at, sum(nan_by.values()), "0 NaN predictions",
+                {"failing_partitions": _short(nan_at)} if nan_at else {}),
     ]
     if task == "binary":
-        lo = min((float(p["prediction"].min()) for p in predictions.values() if len(p)), default=0.0)
-        hi = max((float(p["prediction"].max()) for p in predictions.values() if len(p)), default=1.0)
-        ok = (math.isnan(lo) or lo >= 0.0) and (math.isnan(hi) or hi <= 1.0)
-        out.append(Outcome("probabilities_in_unit_interval", ok, f"{lo:.6f}..{hi:.6f}", "0..1"))
+        values = [p["prediction"] for p in predictions.values() if len(p)]
+        lo = min((float(v.min()) for v in values), default=0.0)
+        hi = max((float(v.max()) for v in values), default=1.0)
+        outside = sorted(k for k, p in predictions.items()
+                         if len(p) and bool(((p["prediction"] < 0) | (p["prediction"] > 1)).any()))
+        out.append(Outcome("probabilities_in_unit_interval", not outside, f"{lo:.6f}..{hi:.6f}",
+                           "0..1", {"failing_partitions": _short(outside)} if outside else {}))
     return out
 
 

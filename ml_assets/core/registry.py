@@ -68,7 +68,7 @@ class ModelStore:
         base = f"{pipeline}/{model_id}"
         if self.store.exists(f"{base}/model.json"):
             return self._version(pipeline, json.loads(self.store.get(f"{base}/model.json")))
-        created = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="microseconds")
+        created = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="microseconds")
         model_uri = self.store.put(f"{base}/model.txt", trained.model_text.encode())
         sidecar = {
             "format": SIDECAR_FORMAT,

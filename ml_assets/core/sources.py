@@ -113,6 +113,8 @@ def _read_file(uri: str, fmt: str, s3_client: Any) -> pd.DataFrame:
 
 
 def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) -> SourceBatch:
+    from ml_assets.core.contract import to_naive_utc
+
     keys = day_keys(start, end)
     ts = source.timestamp_column
     files: dict[str, list[str]] = {}
@@ -128,7 +130,7 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
                     f"(the pattern {source.uri} expects one file per day)"
                 )
             parts = [_read_file(u, source.format, s3_client) for u in matches]
-            for u, p in zip(matches, parts):
+            for u, p in zip(matches, parts, strict=False):
                 files[u] = [c for c in p.columns if c not in LINEAGE_COLUMNS]
             frames[key] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             files_by_day[key] = matches
@@ -147,7 +149,7 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
             )
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True)
-    stamps = pd.to_datetime(frame[ts], errors="coerce", format="mixed")
+    stamps = to_naive_utc(frame[ts])
     bad = stamps.isna()
     if bad.any():
         row = frame.loc[bad].iloc[0]

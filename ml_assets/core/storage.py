@@ -71,8 +71,9 @@ class LocalStore:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
+        """Keys under the folder `prefix` ('' for all)."""
         base = Path(self.root)
-        start = base / prefix if prefix else base
+        start = base / _check_key(prefix) if prefix else base
         if not start.exists():
             return []
         return sorted(
@@ -122,7 +123,9 @@ class S3Store:
             raise
 
     def list(self, prefix: str) -> list[str]:
+        """Keys under the folder `prefix` ('' for all): 'a' lists 'a/x', never 'ab/x'."""
         full = self._key(prefix) if prefix else self.prefix
+        full = f"{full.rstrip('/')}/" if full else ""
         out: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):

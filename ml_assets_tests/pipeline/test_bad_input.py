@@ -13,8 +13,8 @@ from ml_assets.config import load_config
 from ml_assets_tests.helpers import (
     checks_by_name,
     failed_checks,
-    materialize,
     materializations,
+    materialize,
     rentals_dict,
     step_errors,
     write_config,
@@ -82,7 +82,7 @@ def test_unparseable_rows_are_quarantined_with_reasons(rentals, storage, instanc
     result = materialize(cfg, storage, instance, DAY, layers=["raw", "processed", "quarantine"])
     assert result.success, step_errors(result)
     q = pd.read_parquet(materializations(result, "quarantine")[DAY].metadata["dagster/uri"].value)
-    reasons = dict(zip(q["_source_row"], q["reason"]))
+    reasons = dict(zip(q["_source_row"], q["reason"], strict=False))
     assert reasons[4] == "column 'distance_km': expected float64, found 'twelve'"
     assert reasons[8] == "column 'temperature_c': expected float64, found 'hot'"
     assert reasons[10] == "column 'started_at': expected datetime, found 'not a time'"

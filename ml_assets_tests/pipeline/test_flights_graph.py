@@ -11,8 +11,8 @@ from ml_assets.core.tables import content_hash
 from ml_assets_tests.helpers import (
     failed_checks,
     flights_config,
-    materialize,
     materializations,
+    materialize,
     step_errors,
 )
 
@@ -56,7 +56,7 @@ def test_graph_end_to_end_writes_every_layer_with_versions(storage, instance):
     # the model is stored in LightGBM's text format with a JSON sidecar
     text = Path(model.metadata["model_uri"].value).read_text()
     assert text.startswith("tree\n")
-    for partition, mat in preds.items():
+    for mat in preds.values():
         assert mat.metadata["model_id"].value == model_id
         frame = pd.read_parquet(mat.metadata["dagster/uri"].value)
         assert set(frame["model_id"]) == {model_id}

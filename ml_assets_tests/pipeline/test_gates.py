@@ -5,8 +5,8 @@ from __future__ import annotations
 from ml_assets_tests.helpers import (
     failed_checks,
     flights_config,
-    materialize,
     materializations,
+    materialize,
     step_errors,
 )
 

@@ -15,8 +15,8 @@ from ml_assets.definitions import storage_for
 from ml_assets.environment import settings_from_env
 from ml_assets_tests.helpers import (
     failed_checks,
-    materialize,
     materializations,
+    materialize,
     rentals_dict,
     step_errors,
     write_config,

@@ -12,8 +12,8 @@ import pytest
 from ml_assets.config import load_config
 from ml_assets_tests.helpers import (
     failed_checks,
-    materialize,
     materializations,
+    materialize,
     rentals_dict,
     step_errors,
     write_config,

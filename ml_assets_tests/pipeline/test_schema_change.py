@@ -1,0 +1,38 @@
+"""Schema changes between materializations are reported by Dagster's schema-change checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pandas as pd
+
+from ml_assets.config import load_config
+from ml_assets.defs.io_manager import TableIOManager
+from ml_assets.defs.pipeline import build_pipeline
+from ml_assets_tests.helpers import rentals_dict, write_config, write_rentals
+
+
+def test_added_source_column_is_reported(tmp_path, storage, instance, monkeypatch):
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
+    src = tmp_path / "src"
+    [first, second] = write_rentals(src, dt.date(2024, 3, 1), days=2, rows=20)
+    frame = pd.read_csv(second, dtype=str)
+    frame["bike_model"] = "e-bike"
+    frame.to_csv(second, index=False)
+    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "{date}.csv"))))
+    built = build_pipeline(cfg)
+    raw_key = built["keys"]["raw"]
+    schema_check = next(c for c in built["checks"] if raw_key in {k.asset_key for k in c.check_keys})
+    resources = {"storage": storage, "table_io_manager": TableIOManager(storage=storage)}
+
+    def run(day):
+        return dg.materialize([built["assets"][0], schema_check], instance=instance,
+                              resources=resources, partition_key=day, raise_on_error=False)
+
+    run("2024-03-01")
+    result = run("2024-03-02")
+    [evaluation] = [e for e in result.get_asset_check_evaluations()
+                    if e.asset_key == raw_key and "schema_change" in e.check_name]
+    assert not evaluation.passed
+    assert "bike_model" in str(evaluation.metadata) or "bike_model" in str(evaluation.description)
