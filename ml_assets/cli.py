@@ -1,6 +1,7 @@
 """`ml-assets`: run a pipeline's whole asset graph for a date range through Dagster.
 
-    ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE] [--json]
+    ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE]
+                  [--json] [--log-level LEVEL]
 
 Materializes raw -> processed -> features -> model -> predictions for the daily partitions in
 [start, end) as one single-run backfill, recorded in the instance at $DAGSTER_HOME (so the UI
@@ -44,6 +45,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", type=_date, dest="as_of",
                      help="last day of the training window (default: the last day of the range)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING",
+                     help="Dagster's console log level during the run (default WARNING)")
     return p
 
 
@@ -83,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("DAGSTER_HOME"):
             raise UsageError("DAGSTER_HOME is not set: runs are recorded in the instance there "
                              "(make demo sets it to ./.dagster_home)")
-        summary = run_pipeline(cfg, start, end, as_of)
+        summary = run_pipeline(cfg, start, end, as_of, log_level=args.log_level)
     except (ConfigError, UsageError, EnvironmentError_) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from ml_assets.config import PipelineConfig
 
 
 def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
-                 instance=None, storage=None) -> dict[str, Any]:
+                 instance=None, storage=None, log_level: str = "INFO") -> dict[str, Any]:
     """Execute the pipeline's job for [start, end) as one run in `instance` (default: the one at
     $DAGSTER_HOME); return the summary dict."""
     import dagster as dg
@@ -27,7 +27,10 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
             "dagster/asset_partition_range_end": last,
             "ml_assets/launched_by": "ml-assets run",
         },
-        run_config={"ops": {f"{cfg.name}__model": {"config": {"as_of": as_of.isoformat()}}}},
+        run_config={
+            "ops": {f"{cfg.name}__model": {"config": {"as_of": as_of.isoformat()}}},
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
         raise_on_error=False,
     )
     return summarize(cfg, result, start, end, as_of, blocking_checks(defs))

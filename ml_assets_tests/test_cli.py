@@ -73,6 +73,7 @@ def test_failed_blocking_check_exits_nonzero_naming_it(env, capsys):
         (["--start", "2013-01-01", "--end", "2013-01-05", "--as-of", "2013-01-05"],
          "--as-of (2013-01-05) must fall inside"),
         (["--pipeline", "nope"], "--pipeline 'nope': no such pipeline"),
+        (["--log-level", "LOUD"], "argument --log-level: invalid choice: 'LOUD'"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(env, capsys, args, message):

@@ -61,3 +61,17 @@ def test_code_location_loads_from_workspace(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ml_assets" in proc.stdout + proc.stderr
+
+
+def test_two_pipelines_share_one_code_location(tmp_path):
+    from ml_assets.config import PipelineConfig
+    from ml_assets_tests.helpers import rentals_dict
+
+    configs = [*load_configs(REPO / "configs"),
+               PipelineConfig.model_validate(rentals_dict(str(tmp_path / "{date}.csv")))]
+    defs = build_definitions(configs, storage=local_storage(tmp_path))
+    dg.Definitions.validate_loadable(defs)
+    snapshot = graph_snapshot(defs)
+    assert snapshot["jobs"] == ["flights_pipeline", "rentals_pipeline"]
+    assert snapshot["assets"]["rentals/predictions"]["deps"] == ["rentals/features", "rentals/model"]
+    assert "rentals/model:gate_rmse" in snapshot["checks"]

@@ -101,6 +101,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
 
     # ---------------------------------------------------------------- processed + quarantine
     @dg.multi_asset(
+        name=f"{cfg.name}__processed",
         outs={
             "processed": dg.AssetOut(
                 key=k["processed"], io_manager_key=IO, group_name="processed",
