@@ -16,6 +16,7 @@ class TableRef:
     uri: str
     content_hash: str
     rows: int
+    data_version: str = ""
 
 
 def _value(metadata, key, default=None):
@@ -48,6 +49,7 @@ def latest_versions(
                 uri=str(uri),
                 content_hash=str(_value(mat.metadata, CONTENT_HASH, "")),
                 rows=int(_value(mat.metadata, "dagster/row_count", -1)),
+                data_version=str((mat.tags or {}).get("dagster/data_version", "")),
             )
         if not result.has_more:
             break

@@ -216,7 +216,8 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         gates = evaluate_gates(trained.metrics, cfg.gates)
         lineage = {
             "as_of": as_of.isoformat(),
-            "features": {d: {"uri": r.uri, "content_hash": r.content_hash} for d, r in refs.items()},
+            "features": {d: {"uri": r.uri, "content_hash": r.content_hash,
+                             "data_version": r.data_version} for d, r in refs.items()},
             "missing_partitions": missing,
             "run_id": context.run_id,
         }

@@ -53,6 +53,7 @@ def test_graph_end_to_end_writes_every_layer_with_versions(storage, instance):
     lineage = model.metadata["feature_partitions"].value
     assert sorted(lineage) == [f"2013-01-{d:02d}" for d in range(3, 13)]
     assert lineage["2013-01-05"]["content_hash"] == feats["2013-01-05"].metadata["content_hash"].value
+    assert lineage["2013-01-05"]["data_version"] == feats["2013-01-05"].tags["dagster/data_version"]
     # the model is stored in LightGBM's text format with a JSON sidecar
     text = Path(model.metadata["model_uri"].value).read_text()
     assert text.startswith("tree\n")
