@@ -47,12 +47,11 @@ def blocking_checks(defs) -> dict[tuple, bool]:
 
 
 def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> dict[str, Any]:
-    import dagster as dg
 
     layers: dict[str, dict[str, Any]] = {}
     model: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.materialization
         layer = mat.asset_key.path[-1]
         meta = {k: v.value for k, v in mat.metadata.items()}
         entry = layers.setdefault(layer, {"partitions": 0, "rows": 0})
@@ -89,8 +88,8 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
             failed_blocking.append(item)
     step_failures = []
     for event in result.all_events:
-        if event.event_type_value == dg.DagsterEventType.STEP_FAILURE.value:
-            err = event.event_specific_data.error
+        if event.is_step_failure:
+            err = event.step_failure_data.error
             msg = err.message.strip() if err else ""
             step_failures.append({"step": event.step_key, "error": msg[-2000:]})
     quarantined = layers.get("quarantine", {}).get("rows", 0)

@@ -173,7 +173,7 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
 def materializations(result: dg.ExecuteInProcessResult, layer: str) -> dict[str | None, Any]:
     out = {}
     for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
+        mat = event.materialization
         if mat.asset_key.path[-1] == layer:
             out[mat.partition] = mat
     return out
@@ -181,7 +181,7 @@ def materializations(result: dg.ExecuteInProcessResult, layer: str) -> dict[str 
 
 def step_errors(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(
-        e.event_specific_data.error.message
+        e.step_failure_data.error.message
         for e in result.all_events
-        if e.event_type_value == "STEP_FAILURE" and e.event_specific_data.error
+        if e.is_step_failure and e.step_failure_data.error
     )
