@@ -2,11 +2,13 @@
 
 Each returns an `Outcome`: pass/fail, the observed value beside the threshold, and the partitions
 at fault. A run that writes many partitions gets one outcome per check (the worst partition),
-which keeps the event log small in backfills.
+which keeps the event log small in backfills. Each check is also an `Accumulator` (`*_check`)
+that measures one partition at a time, so an asset never holds every partition to check them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +16,7 @@ import pandas as pd
 
 from ml_assets.config import PipelineConfig
 from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
-from ml_assets.core.features import LABEL, feature_columns, leaked_columns
+from ml_assets.core.features import LABEL, leaked_columns
 from ml_assets.core.sources import SOURCE_FILE
 
 Frames = dict[str, pd.DataFrame]
@@ -38,72 +40,130 @@ def _short(keys: list[str], n: int = 10) -> str:
     return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
-def columns_present(frames: Frames, config: PipelineConfig) -> Outcome:
-    required = expected_columns(config)
-    problems: dict[str, list[str]] = {}
+class Accumulator:
+    """A check computed one partition at a time: `update(key, frame)` keeps a small measure of
+    each partition (never the frame), `result()` reduces them to one Outcome. A run over many
+    partitions can then check each partition as it is produced and let it go."""
+
+    def __init__(self, measure: Callable[..., Any], reduce: Callable[[dict[str, Any]], Any]):
+        self._measure, self._reduce = measure, reduce
+        self.measures: dict[str, Any] = {}
+
+    def update(self, key: str, *frames: Any) -> None:
+        self.measures[key] = self._measure(key, *frames)
+
+    def result(self):
+        return self._reduce(self.measures)
+
+
+def _run(acc: Accumulator, frames: Frames):
     for key, frame in frames.items():
+        acc.update(key, frame)
+    return acc.result()
+
+
+# ---------------------------------------------------------------- raw
+def columns_present_check(config: PipelineConfig) -> Accumulator:
+    required = expected_columns(config)
+
+    def measure(key, frame):
         missing = [c for c in required if c not in frame.columns]
-        if missing:
-            problems[key] = missing
-    files = sorted({f for k in problems for f in frames[k].get(SOURCE_FILE, pd.Series()).unique()})
-    missing_all = sorted({c for cols in problems.values() for c in cols})
-    return Outcome(
-        "required_columns", not problems, missing_all or "none", "no missing columns",
-        {"failing_partitions": _short(sorted(problems)), "files": _short(files)} if problems else {},
-    )
+        files = sorted(frame[SOURCE_FILE].unique().tolist()) if missing and SOURCE_FILE in frame else []
+        return missing, files
+
+    def reduce(m):
+        problems = {k: v[0] for k, v in m.items() if v[0]}
+        files = sorted({f for k in problems for f in m[k][1]})
+        missing_all = sorted({c for cols in problems.values() for c in cols})
+        return Outcome(
+            "required_columns", not problems, missing_all or "none", "no missing columns",
+            {"failing_partitions": _short(sorted(problems)), "files": _short(files)}
+            if problems else {},
+        )
+
+    return Accumulator(measure, reduce)
+
+
+def columns_present(frames: Frames, config: PipelineConfig) -> Outcome:
+    return _run(columns_present_check(config), frames)
+
+
+def row_count_check(minimum: int, maximum: int | None) -> Accumulator:
+    def reduce(counts):
+        bad = sorted(k for k, n in counts.items()
+                     if n < minimum or (maximum is not None and n > maximum))
+        worst = min(counts.values()) if counts else 0
+        if maximum is not None and counts and max(counts.values()) > maximum:
+            worst = max(counts.values())
+        span = f"{min(counts.values(), default=0)}..{max(counts.values(), default=0)}"
+        return Outcome(
+            "row_count", not bad, worst if bad else span,
+            f"{minimum}..{maximum if maximum is not None else 'inf'} rows per day",
+            {"failing_partitions": _short(bad)} if bad else {},
+        )
+
+    return Accumulator(lambda key, frame: len(frame), reduce)
 
 
 def row_count(frames: Frames, minimum: int, maximum: int | None) -> Outcome:
-    counts = {k: len(f) for k, f in frames.items()}
-    bad = sorted(k for k, n in counts.items() if n < minimum or (maximum is not None and n > maximum))
-    worst = min(counts.values()) if counts else 0
-    if maximum is not None and counts and max(counts.values()) > maximum:
-        worst = max(counts.values())
-    return Outcome(
-        "row_count", not bad, worst if bad else f"{min(counts.values(), default=0)}..{max(counts.values(), default=0)}",
-        f"{minimum}..{maximum if maximum is not None else 'inf'} rows per day",
-        {"failing_partitions": _short(bad)} if bad else {},
-    )
+    return _run(row_count_check(minimum, maximum), frames)
 
 
-def schema_matches(frames: Frames, config: PipelineConfig) -> Outcome:
-    wrong: dict[str, str] = {}
-    for key, frame in frames.items():
+# ---------------------------------------------------------------- processed
+def schema_check(config: PipelineConfig) -> Accumulator:
+    def measure(key, frame):
+        wrong = {}
         for column in expected_columns(config):
             want = PANDAS_DTYPES[config.columns[column].dtype]
             got = str(frame[column].dtype) if column in frame.columns else "missing"
             if got != want and not (want.startswith("datetime") and got.startswith("datetime64")):
                 wrong[f"{key}:{column}"] = f"expected {want}, found {got}"
-    return Outcome(
-        "schema", not wrong, len(wrong), "0 columns off contract",
-        {"mismatches": _short([f"{k} {v}" for k, v in wrong.items()])} if wrong else {},
-    )
+        return wrong
+
+    def reduce(m):
+        wrong = {k: v for part in m.values() for k, v in part.items()}
+        return Outcome(
+            "schema", not wrong, len(wrong), "0 columns off contract",
+            {"mismatches": _short([f"{k} {v}" for k, v in wrong.items()])} if wrong else {},
+        )
+
+    return Accumulator(measure, reduce)
+
+
+def schema_matches(frames: Frames, config: PipelineConfig) -> Outcome:
+    return _run(schema_check(config), frames)
+
+
+def null_rate_check(columns: list[str], max_rate: float, name: str = "null_rate") -> Accumulator:
+    def measure(key, frame):
+        if frame.empty:
+            return {}
+        return {c: float(frame[c].isna().mean()) for c in columns if c in frame.columns}
+
+    def reduce(m):
+        worst, where = 0.0, ""
+        bad: set[str] = set()
+        for key, rates in m.items():
+            for column, rate in rates.items():
+                if rate > worst:
+                    worst, where = rate, f"{key}:{column}"
+                if rate > max_rate:
+                    bad.add(key)
+        details: dict[str, Any] = {"worst_column": where} if where else {}
+        if bad:
+            details["failing_partitions"] = _short(sorted(bad))
+        return Outcome(name, not bad, round(worst, 6), f"<= {max_rate}", details)
+
+    return Accumulator(measure, reduce)
 
 
 def null_rates(frames: Frames, columns: list[str], max_rate: float, name: str = "null_rate") -> Outcome:
-    worst, where = 0.0, ""
-    bad: set[str] = set()
-    for key, frame in frames.items():
-        if frame.empty:
-            continue
-        for column in columns:
-            if column not in frame.columns:
-                continue
-            rate = float(frame[column].isna().mean())
-            if rate > worst:
-                worst, where = rate, f"{key}:{column}"
-            if rate > max_rate:
-                bad.add(key)
-    details: dict[str, Any] = {"worst_column": where} if where else {}
-    if bad:
-        details["failing_partitions"] = _short(sorted(bad))
-    return Outcome(name, not bad, round(worst, 6), f"<= {max_rate}", details)
+    return _run(null_rate_check(columns, max_rate, name), frames)
 
 
-def value_ranges(frames: Frames, config: PipelineConfig) -> Outcome:
-    violations = 0
-    where: list[str] = []
-    for key, frame in frames.items():
+def value_range_check(config: PipelineConfig) -> Accumulator:
+    def measure(key, frame):
+        found = []
         for column, spec in config.columns.items():
             if column not in frame.columns:
                 continue
@@ -115,92 +175,143 @@ def value_ranges(frames: Frames, config: PipelineConfig) -> Outcome:
                 n += int((values > spec.max).fillna(False).sum())
             n += int(outside_allowed(values, spec).sum())
             if n:
-                violations += n
-                where.append(f"{key}:{column}")
-    return Outcome("value_ranges", violations == 0, violations, "0 values outside min/max/allowed",
-                   {"where": _short(where)} if where else {})
+                found.append((f"{key}:{column}", n))
+        return found
+
+    def reduce(m):
+        found = [item for part in m.values() for item in part]
+        violations = sum(n for _, n in found)
+        where = [w for w, _ in found]
+        return Outcome("value_ranges", violations == 0, violations,
+                       "0 values outside min/max/allowed", {"where": _short(where)} if where else {})
+
+    return Accumulator(measure, reduce)
+
+
+def value_ranges(frames: Frames, config: PipelineConfig) -> Outcome:
+    return _run(value_range_check(config), frames)
+
+
+def key_unique_check(primary_key: list[str]) -> Accumulator:
+    def measure(key, frame):
+        return int(frame.duplicated(primary_key).sum()) if primary_key and len(frame) else 0
+
+    def reduce(dups):
+        if not primary_key:
+            return Outcome("primary_key_unique", True, 0, "no primary_key configured")
+        bad = sorted(k for k, n in dups.items() if n)
+        return Outcome("primary_key_unique", not bad, sum(dups.values()), "0 duplicate keys",
+                       {"failing_partitions": _short(bad)} if bad else {})
+
+    return Accumulator(measure, reduce)
 
 
 def key_unique(frames: Frames, primary_key: list[str]) -> Outcome:
-    if not primary_key:
-        return Outcome("primary_key_unique", True, 0, "no primary_key configured")
-    dups = {k: int(f.duplicated(primary_key).sum()) for k, f in frames.items() if len(f)}
-    bad = sorted(k for k, n in dups.items() if n)
-    return Outcome("primary_key_unique", not bad, sum(dups.values()), "0 duplicate keys",
-                   {"failing_partitions": _short(bad)} if bad else {})
+    return _run(key_unique_check(primary_key), frames)
+
+
+def quarantine_rate_check(max_rate: float) -> Accumulator:
+    """`update(key, processed_frame, quarantine_frame)`."""
+
+    def reduce(m):
+        worst, bad, total_q, total = 0.0, [], 0, 0
+        for key, (p, q) in m.items():
+            total_q, total = total_q + q, total + q + p
+            rate = q / (q + p) if q + p else 0.0
+            worst = max(worst, rate)
+            if rate > max_rate:
+                bad.append(key)
+        details: dict[str, Any] = {"quarantined_rows": total_q, "rows_in": total}
+        if bad:
+            details["failing_partitions"] = _short(sorted(bad))
+        return Outcome("quarantine_rate", not bad, round(worst, 6), f"<= {max_rate}", details)
+
+    return Accumulator(lambda key, good, bad=(): (len(good), len(bad)), reduce)
 
 
 def quarantine_rate(processed: Frames, quarantine: Frames, max_rate: float) -> Outcome:
-    worst, bad, total_q, total = 0.0, [], 0, 0
-    for key in processed:
-        q, p = len(quarantine.get(key, ())), len(processed[key])
-        total_q, total = total_q + q, total + q + p
-        rate = q / (q + p) if q + p else 0.0
-        worst = max(worst, rate)
-        if rate > max_rate:
-            bad.append(key)
-    details: dict[str, Any] = {"quarantined_rows": total_q, "rows_in": total}
-    if bad:
-        details["failing_partitions"] = _short(sorted(bad))
-    return Outcome("quarantine_rate", not bad, round(worst, 6), f"<= {max_rate}", details)
+    acc = quarantine_rate_check(max_rate)
+    for key, frame in processed.items():
+        acc.update(key, frame, quarantine.get(key, ()))
+    return acc.result()
+
+
+# ---------------------------------------------------------------- features
+def leakage_check(config: PipelineConfig) -> Accumulator:
+    def reduce(m):
+        bad = sorted(k for k, cols in m.items() if cols)
+        leaked = sorted({c for cols in m.values() for c in cols})
+        return Outcome("no_leakage", not leaked, leaked or "none",
+                       f"none of {sorted(set(config.features.forbidden) | {config.target.column})}",
+                       {"failing_partitions": _short(bad)} if bad else {})
+
+    return Accumulator(lambda key, frame: leaked_columns(frame, config), reduce)
 
 
 def no_leakage(frames: Frames, config: PipelineConfig) -> Outcome:
-    by_partition = {k: leaked_columns(f, config) for k, f in frames.items()}
-    bad = sorted(k for k, cols in by_partition.items() if cols)
-    leaked = sorted({c for cols in by_partition.values() for c in cols})
-    return Outcome("no_leakage", not leaked, leaked or "none",
-                   f"none of {sorted(set(config.features.forbidden) | {config.target.column})}",
-                   {"failing_partitions": _short(bad)} if bad else {})
+    return _run(leakage_check(config), frames)
 
 
-def features_complete(frames: Frames, config: PipelineConfig) -> Outcome:
-    problems = []
-    for key, frame in frames.items():
+def feature_columns_check(config: PipelineConfig) -> Accumulator:
+    def measure(key, frame):
         missing = [c for c in config.feature_columns if c not in frame.columns]
         if LABEL not in frame.columns:
             missing.append(LABEL)
         non_numeric = [c for c in config.features.numeric
                        if c in frame.columns and not pd.api.types.is_float_dtype(frame[c].dtype)]
         if missing or non_numeric:
-            problems.append(f"{key}: missing {missing}, non-float numeric {non_numeric}")
-    return Outcome("feature_columns", not problems, len(problems), "0 partitions off schema",
-                   {"problems": _short(problems, 5)} if problems else {})
+            return f"{key}: missing {missing}, non-float numeric {non_numeric}"
+        return None
+
+    def reduce(m):
+        problems = [p for p in m.values() if p]
+        return Outcome("feature_columns", not problems, len(problems), "0 partitions off schema",
+                       {"problems": _short(problems, 5)} if problems else {})
+
+    return Accumulator(measure, reduce)
+
+
+def features_complete(frames: Frames, config: PipelineConfig) -> Outcome:
+    return _run(feature_columns_check(config), frames)
+
+
+# ---------------------------------------------------------------- predictions
+def predictions_check(task: str) -> Accumulator:
+    """`update(key, feature_rows: int, predictions_frame)`; `result()` is a list of Outcomes."""
+
+    def measure(key, feature_rows, pred):
+        values = pred["prediction"]
+        return {
+            "rows": len(pred), "feature_rows": feature_rows, "nan": int(values.isna().sum()),
+            "min": float(values.min()) if len(pred) else None,
+            "max": float(values.max()) if len(pred) else None,
+            "outside": bool(((values < 0) | (values > 1)).any()) if len(pred) else False,
+        }
+
+    def reduce(m):
+        mismatched = sorted(k for k, v in m.items() if v["rows"] != v["feature_rows"])
+        nan_at = sorted(k for k, v in m.items() if v["nan"])
+        out = [
+            Outcome("one_prediction_per_row", not mismatched, len(mismatched),
+                    "0 partitions where prediction rows != feature rows",
+                    {"failing_partitions": _short(mismatched)} if mismatched else {}),
+            Outcome("no_missing_predictions", not nan_at, sum(v["nan"] for v in m.values()),
+                    "0 NaN predictions", {"failing_partitions": _short(nan_at)} if nan_at else {}),
+        ]
+        if task == "binary":
+            lo = min((v["min"] for v in m.values() if v["min"] is not None), default=0.0)
+            hi = max((v["max"] for v in m.values() if v["max"] is not None), default=1.0)
+            outside = sorted(k for k, v in m.items() if v["outside"])
+            out.append(Outcome("probabilities_in_unit_interval", not outside,
+                               f"{lo:.6f}..{hi:.6f}", "0..1",
+                               {"failing_partitions": _short(outside)} if outside else {}))
+        return out
+
+    return Accumulator(measure, reduce)
 
 
 def predictions_sane(features: Frames, predictions: Frames, task: str) -> list[Outcome]:
-    mismatched = sorted(k for k in predictions if len(predictions[k]) != len(features.get(k, ())))
-    nan_by = {k: int(p["prediction"].isna().sum()) for k, p in predictions.items()}
-    nan_at = sorted(k for k, n in nan_by.items() if n)
-    out = [
-        Outcome("one_prediction_per_row", not mismatched, len(mismatched),
-                "0 partitions where prediction rows != feature rows",
-                {"failing_partitions": _short(mismatched)} if mismatched else {}),
-        Outcome("no_missing_predictions", not nan_at, sum(nan_by.values()), "0 NaN predictions",
-                {"failing_partitions": _short(nan_at)} if nan_at else {}),
-    ]
-    if task == "binary":
-        values = [p["prediction"] for p in predictions.values() if len(p)]
-        lo = min((float(v.min()) for v in values), default=0.0)
-        hi = max((float(v.max()) for v in values), default=1.0)
-        outside = sorted(k for k, p in predictions.items()
-                         if len(p) and bool(((p["prediction"] < 0) | (p["prediction"] > 1)).any()))
-        out.append(Outcome("probabilities_in_unit_interval", not outside, f"{lo:.6f}..{hi:.6f}",
-                           "0..1", {"failing_partitions": _short(outside)} if outside else {}))
-    return out
-
-
-__all__ = [
-    "Outcome",
-    "columns_present",
-    "feature_columns",
-    "features_complete",
-    "key_unique",
-    "no_leakage",
-    "null_rates",
-    "predictions_sane",
-    "quarantine_rate",
-    "row_count",
-    "schema_matches",
-    "value_ranges",
-]
+    acc = predictions_check(task)
+    for key, pred in predictions.items():
+        acc.update(key, len(features.get(key, ())), pred)
+    return acc.result()

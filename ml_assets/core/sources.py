@@ -18,6 +18,7 @@ import datetime as dt
 import functools
 import importlib.util
 import io
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,30 @@ class SourceError(ValueError):
 
 @dataclass
 class SourceBatch:
-    """Rows for a range of days, plus which files were read and the columns each one had."""
+    """Rows for a range of days (a mapping day -> frame, possibly read on access), plus the
+    files that were (or will be) read, overall and per day."""
 
-    frames: dict[str, pd.DataFrame]
-    files: dict[str, list[str]] = field(default_factory=dict)
+    frames: Mapping[str, pd.DataFrame]
+    files: list[str] = field(default_factory=list)
     files_by_day: dict[str, list[str]] = field(default_factory=dict)
+
+
+class _DayFiles(Mapping[str, pd.DataFrame]):
+    """One file (or several) per day, read when the day is asked for, so a long range of large
+    day files is never in memory at once."""
+
+    def __init__(self, files_by_day: dict[str, list[str]], fmt: str, s3_client: Any):
+        self.files_by_day, self.fmt, self.s3_client = files_by_day, fmt, s3_client
+
+    def __getitem__(self, day: str) -> pd.DataFrame:
+        parts = [_read_file(u, self.fmt, self.s3_client) for u in self.files_by_day[day]]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files_by_day)
+
+    def __len__(self) -> int:
+        return len(self.files_by_day)
 
 
 def day_keys(start: dt.date, end: dt.date) -> list[str]:
@@ -89,8 +109,7 @@ def _flights(start: dt.date, end: dt.date) -> SourceBatch:
     keys = day_keys(start, end)
     grouped = {k: g.reset_index(drop=True) for k, g in frame.groupby(day_of.to_numpy(), sort=True)}
     frames = {k: grouped.get(k, frame.iloc[0:0].reset_index(drop=True)) for k in keys}
-    cols = [c for c in frame.columns if c not in LINEAGE_COLUMNS]
-    return SourceBatch(frames=frames, files={name: cols}, files_by_day={k: [name] for k in keys})
+    return SourceBatch(frames=frames, files=[name], files_by_day={k: [name] for k in keys})
 
 
 def _read_file(uri: str, fmt: str, s3_client: Any) -> pd.DataFrame:
@@ -117,11 +136,9 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
 
     keys = day_keys(start, end)
     ts = source.timestamp_column
-    files: dict[str, list[str]] = {}
     if "{date}" in source.uri:
-        frames: dict[str, pd.DataFrame] = {}
         files_by_day: dict[str, list[str]] = {}
-        for key in keys:
+        for key in keys:  # every day's file must exist before anything is read
             pattern = source.uri.replace("{date}", key)
             matches = glob_uri(pattern, s3_client)
             if not matches:
@@ -129,12 +146,12 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
                     f"partition {key}: no source file matches {pattern} "
                     f"(the pattern {source.uri} expects one file per day)"
                 )
-            parts = [_read_file(u, source.format, s3_client) for u in matches]
-            for u, p in zip(matches, parts, strict=False):
-                files[u] = [c for c in p.columns if c not in LINEAGE_COLUMNS]
-            frames[key] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
             files_by_day[key] = matches
-        return SourceBatch(frames=frames, files=files, files_by_day=files_by_day)
+        return SourceBatch(
+            frames=_DayFiles(files_by_day, source.format, s3_client),
+            files=sorted({u for us in files_by_day.values() for u in us}),
+            files_by_day=files_by_day,
+        )
 
     matches = glob_uri(source.uri, s3_client)
     if not matches:
@@ -142,11 +159,9 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
     parts = []
     for uri in matches:
         part = _read_file(uri, source.format, s3_client)
-        files[uri] = [c for c in part.columns if c not in LINEAGE_COLUMNS]
         if ts not in part.columns:
-            raise SourceError(
-                f"{uri}: timestamp column {ts!r} is missing; found columns {files[uri]}"
-            )
+            found = [c for c in part.columns if c not in LINEAGE_COLUMNS]
+            raise SourceError(f"{uri}: timestamp column {ts!r} is missing; found columns {found}")
         parts.append(part)
     frame = pd.concat(parts, ignore_index=True)
     stamps = to_naive_utc(frame[ts])
@@ -167,7 +182,7 @@ def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) ->
     files_by_day = {
         k: sorted(set(frames[k][SOURCE_FILE])) if len(frames[k]) else [] for k in keys
     }
-    return SourceBatch(frames=frames, files=files, files_by_day=files_by_day)
+    return SourceBatch(frames=frames, files=list(matches), files_by_day=files_by_day)
 
 
 def read_source(

@@ -5,28 +5,51 @@ new file; the previous version stays readable at the URI its materialization rec
 read from the exact URI that the upstream partition's newest materialization recorded in the
 event log, never from "the newest file on disk".
 
-Assets hand this IO manager a `TableBatch` (one DataFrame per partition, with content hashes
-computed by `table_output`), so a single-run backfill of many partitions writes one file each.
+Assets hand this IO manager a `TableBatch`: each partition already hashed and encoded as Parquet
+bytes when the asset produced it, so a single-run backfill of many partitions holds compressed
+bytes, not every DataFrame, until the files are written (one file per partition).
 """
 
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from ml_assets.core.storage import read_uri
-from ml_assets.core.tables import from_parquet_bytes, to_parquet_bytes
+from ml_assets.core.tables import column_schema, content_hash, from_parquet_bytes, to_parquet_bytes
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import StorageResource
 
 
-@dataclass
-class TableBatch:
-    """Tables by partition key, with each table's content hash."""
+@dataclass(frozen=True)
+class EncodedTable:
+    content_hash: str
+    parquet: bytes
+    rows: int
+    schema: list[tuple[str, str]]
 
-    frames: dict[str, pd.DataFrame]
-    hashes: dict[str, str]
+
+class TableBatch:
+    """Tables by partition key, each kept as its content hash and Parquet bytes."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, EncodedTable] = {}
+
+    def add(self, partition: str, frame: pd.DataFrame) -> EncodedTable:
+        part = EncodedTable(content_hash(frame), to_parquet_bytes(frame), len(frame),
+                            column_schema(frame))
+        self.parts[partition] = part
+        return part
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {k: p.content_hash for k, p in self.parts.items()}
+
+    def frame(self, partition: str) -> pd.DataFrame:
+        return from_parquet_bytes(self.parts[partition].parquet)
 
 
 def table_key(asset_key: dg.AssetKey, partition: str, content_hash: str) -> str:
@@ -45,12 +68,12 @@ class TableIOManager(dg.ConfigurableIOManager):
                 f"values, got {type(obj).__name__}"
             )
         store = self.storage.tables()
-        for partition, frame in obj.frames.items():
-            key = table_key(context.asset_key, partition, obj.hashes[partition])
+        for partition, part in obj.parts.items():
+            key = table_key(context.asset_key, partition, part.content_hash)
             if not store.exists(key):
-                store.put(key, to_parquet_bytes(frame))
+                store.put(key, part.parquet)
 
-    def load_input(self, context: dg.InputContext) -> dict[str, pd.DataFrame]:
+    def load_input(self, context: dg.InputContext) -> "LazyTables":
         asset_key = context.asset_key
         partitions = list(context.asset_partition_keys) if context.has_asset_partitions else []
         if not partitions:
@@ -64,4 +87,22 @@ class TableIOManager(dg.ConfigurableIOManager):
                 "materialize them first (or backfill the range)."
             )
         client = self.storage.s3_client() if any(r.uri.startswith("s3://") for r in refs.values()) else None
-        return {p: from_parquet_bytes(read_uri(refs[p].uri, client)) for p in partitions}
+        return LazyTables({p: refs[p].uri for p in partitions}, client)
+
+
+class LazyTables(Mapping[str, pd.DataFrame]):
+    """Partition key -> table, each read from its recorded URI when asked for and not kept,
+    so a step over many partitions holds one input partition in memory at a time."""
+
+    def __init__(self, uris: dict[str, str], s3_client: Any = None):
+        self.uris = uris
+        self._client = s3_client
+
+    def __getitem__(self, partition: str) -> pd.DataFrame:
+        return from_parquet_bytes(read_uri(self.uris[partition], self._client))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.uris)
+
+    def __len__(self) -> int:
+        return len(self.uris)

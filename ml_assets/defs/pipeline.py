@@ -20,6 +20,7 @@ from ml_assets.core.sources import SourceError, read_source
 from ml_assets.core.storage import read_uri
 from ml_assets.core.tables import from_parquet_bytes
 from ml_assets.core.training import TrainingError, train
+from ml_assets.defs.io_manager import TableBatch
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.tables import _meta, check_result, partitions_of, table_output
@@ -84,20 +85,26 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         end = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
         uri = getattr(cfg.source, "uri", "")
         key = os.environ.get(cfg.pii_key_env) if cfg.pii else None
+        batch = TableBatch()
+        checks = [quality.columns_present_check(cfg),
+                  quality.row_count_check(cfg.checks.min_rows_per_day, cfg.checks.max_rows_per_day)]
         try:
-            batch = read_source(cfg, start, end, storage.source_client(uri))
-            frames = {d: apply_pii(batch.frames[d], cfg.pii, key) for d in days}
+            source = read_source(cfg, start, end, storage.source_client(uri))
+            for day in days:  # one day in memory at a time
+                frame = apply_pii(source.frames[day], cfg.pii, key)
+                batch.add(day, frame)
+                for check in checks:
+                    check.update(day, frame)
         except (SourceError, PiiKeyMissing) as exc:
             raise dg.Failure(description=str(exc)) from None
         yield table_output(
-            context, storage, frames, k["raw"],
-            metadata={"source_files": len(batch.files)},
-            partition_metadata={d: {"source_files": ", ".join(batch.files_by_day.get(d, []))[:1000]}
-                                for d in days},
+            context, storage, batch, k["raw"],
+            metadata={"source_files": len(source.files)},
+            partition_metadata={
+                d: {"source_files": ", ".join(source.files_by_day.get(d, []))[:1000]} for d in days},
         )
-        yield check_result(quality.columns_present(frames, cfg), k["raw"])
-        yield check_result(quality.row_count(frames, cfg.checks.min_rows_per_day,
-                                             cfg.checks.max_rows_per_day), k["raw"])
+        for check in checks:
+            yield check_result(check.result(), k["raw"])
 
     # ---------------------------------------------------------------- processed + quarantine
     @dg.multi_asset(
@@ -123,28 +130,31 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         }),
     )
     def processed(context: dg.AssetExecutionContext, storage: StorageResource, raw):
-        cleaned = {}
-        for day in partitions_of(context):
+        good, bad = TableBatch(), TableBatch()
+        checks = [quality.schema_check(cfg), quality.key_unique_check(cfg.primary_key),
+                  quality.null_rate_check(numeric_nullable, cfg.checks.max_null_rate),
+                  quality.value_range_check(cfg)]
+        rate = quality.quarantine_rate_check(cfg.checks.max_quarantine_rate)
+        extra: set[str] = set()
+        for day in partitions_of(context):  # one day in memory at a time
             try:
-                cleaned[day] = clean(raw[day], cfg, day)
+                cleaned = clean(raw[day], cfg, day)
             except ValueError as exc:
                 raise dg.Failure(description=str(exc)) from None
-        good = {d: c.processed for d, c in cleaned.items()}
-        bad = {d: c.quarantine for d, c in cleaned.items()}
-        extra = sorted({col for c in cleaned.values() for col in c.extra_columns})
+            good.add(day, cleaned.processed)
+            bad.add(day, cleaned.quarantine)
+            extra.update(cleaned.extra_columns)
+            for check in checks:
+                check.update(day, cleaned.processed)
+            rate.update(day, cleaned.processed, cleaned.quarantine)
         yield table_output(context, storage, good, k["processed"], output_name="processed",
-                           metadata={"columns_not_in_contract": extra or "none"},
-                           partition_metadata={d: {"quarantined_rows": len(bad[d])} for d in bad})
+                           metadata={"columns_not_in_contract": sorted(extra) or "none"},
+                           partition_metadata={d: {"quarantined_rows": p.rows}
+                                               for d, p in bad.parts.items()})
         yield table_output(context, storage, bad, k["quarantine"], output_name="quarantine",
-                           metadata={"quarantined_rows": sum(len(f) for f in bad.values())})
-        for outcome in (
-            quality.schema_matches(good, cfg),
-            quality.key_unique(good, cfg.primary_key),
-            quality.null_rates(good, numeric_nullable, cfg.checks.max_null_rate),
-            quality.value_ranges(good, cfg),
-            quality.quarantine_rate(good, bad, cfg.checks.max_quarantine_rate),
-        ):
-            yield check_result(outcome, k["processed"])
+                           metadata={"quarantined_rows": sum(p.rows for p in bad.parts.values())})
+        for check in [*checks, rate]:
+            yield check_result(check.result(), k["processed"])
 
     # ---------------------------------------------------------------- features
     @dg.asset(
@@ -160,15 +170,21 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         }),
     )
     def features(context: dg.AssetExecutionContext, storage: StorageResource, processed):
-        try:
-            frames = {d: build_features(processed[d], cfg) for d in partitions_of(context)}
-        except ValueError as exc:
-            raise dg.Failure(description=str(exc)) from None
-        yield table_output(context, storage, frames, k["features"])
-        yield check_result(quality.no_leakage(frames, cfg), k["features"])
-        yield check_result(quality.features_complete(frames, cfg), k["features"])
-        yield check_result(quality.null_rates(frames, cfg.feature_columns, cfg.checks.max_null_rate,
-                                              name="feature_null_rate"), k["features"])
+        batch = TableBatch()
+        checks = [quality.leakage_check(cfg), quality.feature_columns_check(cfg),
+                  quality.null_rate_check(cfg.feature_columns, cfg.checks.max_null_rate,
+                                          name="feature_null_rate")]
+        for day in partitions_of(context):  # one day in memory at a time
+            try:
+                frame = build_features(processed[day], cfg)
+            except ValueError as exc:
+                raise dg.Failure(description=str(exc)) from None
+            batch.add(day, frame)
+            for check in checks:
+                check.update(day, frame)
+        yield table_output(context, storage, batch, k["features"])
+        for check in checks:
+            yield check_result(check.result(), k["features"])
 
     # ---------------------------------------------------------------- model
     gate_specs = {
@@ -285,11 +301,17 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
             raise dg.Failure(description=str(exc)) from None
         loaded = LoadedModel.from_text(version.model_id, models.load_text(version), version.sidecar)
         keys = key_columns(cfg)
-        frames = {d: score(loaded, features[d], keys) for d in partitions_of(context)}
-        yield table_output(context, storage, frames, k["predictions"],
+        batch = TableBatch()
+        sanity = quality.predictions_check(cfg.target.task)
+        for day in partitions_of(context):  # one day in memory at a time
+            rows = features[day]
+            scored = score(loaded, rows, keys)
+            batch.add(day, scored)
+            sanity.update(day, len(rows), scored)
+        yield table_output(context, storage, batch, k["predictions"],
                            metadata={"model_id": version.model_id,
                                      "model_created_at": version.created_at})
-        for outcome in quality.predictions_sane(features, frames, cfg.target.task):
+        for outcome in sanity.result():
             yield check_result(outcome, k["predictions"])
 
     job = dg.define_asset_job(

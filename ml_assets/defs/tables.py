@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
-import pandas as pd
 
 from ml_assets.core.quality import Outcome
-from ml_assets.core.tables import column_schema, combine_hashes, content_hash
+from ml_assets.core.tables import combine_hashes
 from ml_assets.defs.io_manager import TableBatch, table_key
 from ml_assets.defs.lineage import CONTENT_HASH, URI
 from ml_assets.defs.resources import StorageResource
@@ -36,14 +35,10 @@ def _meta(value):
     return dg.MetadataValue.text(str(value))
 
 
-def table_schema(frame: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in column_schema(frame)])
-
-
 def table_output(
     context: dg.AssetExecutionContext,
     storage: StorageResource,
-    frames: dict[str, pd.DataFrame],
+    batch: TableBatch,
     asset_key: dg.AssetKey,
     output_name: str = "result",
     metadata: dict | None = None,
@@ -57,29 +52,24 @@ def table_output(
     is always in its `content_hash` metadata.
     """
     store = storage.tables()
-    hashes = {}
-    for key, frame in frames.items():
-        h = content_hash(frame)
-        hashes[key] = h
+    for key, part in batch.parts.items():
         entry = {
-            URI: dg.MetadataValue.path(store.uri(table_key(asset_key, key, h))),
-            CONTENT_HASH: dg.MetadataValue.text(h),
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            URI: dg.MetadataValue.path(store.uri(table_key(asset_key, key, part.content_hash))),
+            CONTENT_HASH: dg.MetadataValue.text(part.content_hash),
+            "dagster/row_count": dg.MetadataValue.int(part.rows),
         }
         for name, value in (partition_metadata or {}).get(key, {}).items():
             entry[name] = _meta(value)
         context.add_asset_metadata(entry, asset_key=asset_key, partition_key=key)
+    hashes = batch.hashes
     version = next(iter(hashes.values())) if len(hashes) == 1 else combine_hashes(hashes)
-    sample = next((f for f in frames.values() if len(f.columns)), pd.DataFrame())
+    schema = next((p.schema for p in batch.parts.values() if p.schema), [])
     out_meta = {
-        "dagster/column_schema": table_schema(sample),
-        "partitions_in_run": dg.MetadataValue.int(len(frames)),
-        "rows_in_run": dg.MetadataValue.int(sum(len(f) for f in frames.values())),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, dtype) for name, dtype in schema]),
+        "partitions_in_run": dg.MetadataValue.int(len(batch.parts)),
+        "rows_in_run": dg.MetadataValue.int(sum(p.rows for p in batch.parts.values())),
     }
     out_meta.update({k: _meta(v) for k, v in (metadata or {}).items()})
-    return dg.Output(
-        TableBatch(frames=frames, hashes=hashes),
-        output_name=output_name,
-        data_version=dg.DataVersion(version[:32]),
-        metadata=out_meta,
-    )
+    return dg.Output(batch, output_name=output_name, data_version=dg.DataVersion(version[:32]),
+                     metadata=out_meta)
