@@ -17,13 +17,11 @@ from ml_assets.core.pii import PiiKeyMissing, apply_pii
 from ml_assets.core.registry import NoApprovedModel
 from ml_assets.core.scoring import LoadedModel, score
 from ml_assets.core.sources import SourceError, read_source
-from ml_assets.core.storage import read_uri
-from ml_assets.core.tables import from_parquet_bytes
 from ml_assets.core.training import TrainingError, train
-from ml_assets.defs.io_manager import TableBatch
+from ml_assets.defs.io_manager import LazyTables, TableBatch
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import StorageResource
-from ml_assets.defs.tables import _meta, check_result, partitions_of, table_output
+from ml_assets.defs.tables import check_result, metadata_value, partitions_of, table_output
 
 IO = "table_io_manager"
 
@@ -66,7 +64,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
     single_run = dg.BackfillPolicy.single_run()
     owners = list(cfg.owners)
     tags = {"pipeline": cfg.name}
-    numeric_nullable = [c for c, s in cfg.columns.items() if s.nullable and c in expected_columns(cfg)]
+    nullable_columns = [c for c, s in cfg.columns.items() if s.nullable and c in expected_columns(cfg)]
 
     # ---------------------------------------------------------------- raw
     @dg.asset(
@@ -132,7 +130,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
     def processed(context: dg.AssetExecutionContext, storage: StorageResource, raw):
         good, bad = TableBatch(), TableBatch()
         checks = [quality.schema_check(cfg), quality.key_unique_check(cfg.primary_key),
-                  quality.null_rate_check(numeric_nullable, cfg.checks.max_null_rate),
+                  quality.null_rate_check(nullable_columns, cfg.checks.max_null_rate),
                   quality.value_range_check(cfg)]
         rate = quality.quarantine_rate_check(cfg.checks.max_quarantine_rate)
         extra: set[str] = set()
@@ -221,7 +219,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
                 "Backfill the features first."
             )
         client = storage.s3_client() if any(r.uri.startswith("s3://") for r in refs.values()) else None
-        frames = {d: from_parquet_bytes(read_uri(refs[d].uri, client)) for d in sorted(refs)}
+        frames = dict(LazyTables({d: refs[d].uri for d in sorted(refs)}, client))
         leaks = quality.no_leakage(frames, cfg)
         if not leaks.passed:
             raise dg.Failure(f"refusing to train: forbidden column(s) {leaks.observed} in features")
@@ -271,8 +269,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
             for g in gates
         ]
         return dg.MaterializeResult(
-            metadata={n: _meta(v) if not isinstance(v, dg.MetadataValue) else v
-                      for n, v in metadata.items()},
+            metadata={n: metadata_value(v) for n, v in metadata.items()},
             data_version=dg.DataVersion(version.model_id),
             check_results=results,
         )

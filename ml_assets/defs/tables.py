@@ -16,14 +16,17 @@ def partitions_of(context: dg.AssetExecutionContext) -> list[str]:
 
 
 def check_result(outcome: Outcome, asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-    metadata = {"observed": _meta(outcome.observed), "threshold": _meta(outcome.threshold)}
-    metadata.update({k: _meta(v) for k, v in outcome.details.items()})
+    metadata = {"observed": metadata_value(outcome.observed), "threshold": metadata_value(outcome.threshold)}
+    metadata.update({k: metadata_value(v) for k, v in outcome.details.items()})
     return dg.AssetCheckResult(
         check_name=outcome.name, asset_key=asset_key, passed=bool(outcome.passed), metadata=metadata
     )
 
 
-def _meta(value):
+def metadata_value(value) -> dg.MetadataValue:
+    """A Python value as typed Dagster metadata (numbers stay numbers, so the UI can plot them)."""
+    if isinstance(value, dg.MetadataValue):
+        return value
     if isinstance(value, bool):
         return dg.MetadataValue.bool(value)
     if isinstance(value, int):
@@ -59,7 +62,7 @@ def table_output(
             "dagster/row_count": dg.MetadataValue.int(part.rows),
         }
         for name, value in (partition_metadata or {}).get(key, {}).items():
-            entry[name] = _meta(value)
+            entry[name] = metadata_value(value)
         context.add_asset_metadata(entry, asset_key=asset_key, partition_key=key)
     hashes = batch.hashes
     version = next(iter(hashes.values())) if len(hashes) == 1 else combine_hashes(hashes)
@@ -70,6 +73,6 @@ def table_output(
         "partitions_in_run": dg.MetadataValue.int(len(batch.parts)),
         "rows_in_run": dg.MetadataValue.int(sum(p.rows for p in batch.parts.values())),
     }
-    out_meta.update({k: _meta(v) for k, v in (metadata or {}).items()})
+    out_meta.update({k: metadata_value(v) for k, v in (metadata or {}).items()})
     return dg.Output(batch, output_name=output_name, data_version=dg.DataVersion(version[:32]),
                      metadata=out_meta)
