@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass
 from ml_assets.config import Threshold
 
 
+def bounds_text(low: float | None, high: float | None) -> str:
+    """'>= 0.65', '<= 40' or '>= 0 and <= 1'."""
+    parts = ([f">= {low}"] if low is not None else []) + ([f"<= {high}"] if high is not None else [])
+    return " and ".join(parts)
+
+
 @dataclass(frozen=True)
 class GateResult:
     metric: str
@@ -18,12 +24,7 @@ class GateResult:
     passed: bool
 
     def describe(self) -> str:
-        bound = " and ".join(
-            b for b in (
-                f">= {self.min}" if self.min is not None else "",
-                f"<= {self.max}" if self.max is not None else "",
-            ) if b
-        )
+        bound = bounds_text(self.min, self.max)
         verdict = "passed" if self.passed else "failed"
         return f"{self.metric} = {self.observed:.4f} (needs {bound}): {verdict}"
 

@@ -86,7 +86,7 @@ class TableIOManager(dg.ConfigurableIOManager):
                 f"{asset_key.to_user_string()} has no materialization for partition(s) {shown}; "
                 "materialize them first (or backfill the range)."
             )
-        client = self.storage.s3_client() if any(r.uri.startswith("s3://") for r in refs.values()) else None
+        client = self.storage.client_for(*(r.uri for r in refs.values()))
         return LazyTables({p: refs[p].uri for p in partitions}, client)
 
 

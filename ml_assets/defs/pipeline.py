@@ -12,7 +12,7 @@ from ml_assets.config import PipelineConfig
 from ml_assets.core import quality
 from ml_assets.core.contract import clean, expected_columns
 from ml_assets.core.features import build_features, key_columns
-from ml_assets.core.gates import evaluate_gates
+from ml_assets.core.gates import bounds_text, evaluate_gates
 from ml_assets.core.pii import PiiKeyMissing, apply_pii
 from ml_assets.core.registry import NoApprovedModel
 from ml_assets.core.scoring import LoadedModel, score
@@ -50,11 +50,6 @@ def _window(as_of: dt.date, days: int) -> list[str]:
     return [(as_of - dt.timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
 
 
-def _bounds(low: float | None, high: float | None) -> str:
-    parts = ([f">= {low}"] if low is not None else []) + ([f"<= {high}"] if high is not None else [])
-    return " and ".join(parts)
-
-
 def build_pipeline(cfg: PipelineConfig) -> dict:
     """Assets, checks and a job for one pipeline config."""
     k = keys_for(cfg.name)
@@ -87,7 +82,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
         checks = [quality.columns_present_check(cfg),
                   quality.row_count_check(cfg.checks.min_rows_per_day, cfg.checks.max_rows_per_day)]
         try:
-            source = read_source(cfg, start, end, storage.source_client(uri))
+            source = read_source(cfg, start, end, storage.client_for(uri))
             for day in days:  # one day in memory at a time
                 frame = apply_pii(source.frames[day], cfg.pii, key)
                 batch.add(day, frame)
@@ -186,7 +181,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
 
     # ---------------------------------------------------------------- model
     gate_specs = {
-        f"gate_{metric}": (True, f"Validation {metric} {_bounds(t.min, t.max)} (blocking).")
+        f"gate_{metric}": (True, f"Validation {metric} {bounds_text(t.min, t.max)} (blocking).")
         for metric, t in cfg.gates.items()
     }
 
@@ -218,7 +213,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
                 f"partition(s); more than validation_days={cfg.training.validation_days} needed. "
                 "Backfill the features first."
             )
-        client = storage.s3_client() if any(r.uri.startswith("s3://") for r in refs.values()) else None
+        client = storage.client_for(*(r.uri for r in refs.values()))
         frames = dict(LazyTables({d: refs[d].uri for d in sorted(refs)}, client))
         leaks = quality.no_leakage(frames, cfg)
         if not leaks.passed:
@@ -263,7 +258,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
             dg.AssetCheckResult(
                 check_name=f"gate_{g.metric}", asset_key=k["model"], passed=g.passed,
                 metadata={"observed": float(g.observed),
-                          "threshold": _bounds(g.min, g.max),
+                          "threshold": bounds_text(g.min, g.max),
                           "model_id": version.model_id},
             )
             for g in gates

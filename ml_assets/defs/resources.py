@@ -45,6 +45,6 @@ class StorageResource(dg.ConfigurableResource):
     def models(self) -> ModelStore:
         return ModelStore(self._store(self.models_root))
 
-    def source_client(self, uri: str) -> Any:
-        """An S3 client when a source URI is on S3, else None."""
-        return self.s3_client() if uri.startswith("s3://") else None
+    def client_for(self, *uris: str) -> Any:
+        """An S3 client when any of `uris` is on S3, else None (local paths need none)."""
+        return self.s3_client() if any(u.startswith("s3://") for u in uris) else None
