@@ -28,16 +28,20 @@ def build_definitions(
     configs: Sequence[PipelineConfig], storage: StorageResource | None = None
 ) -> dg.Definitions:
     storage = storage or storage_for(settings_from_env())
-    assets, checks, jobs = [], [], []
+    assets, checks, jobs, sensors, schedules = [], [], [], [], []
     for cfg in configs:
         built = build_pipeline(cfg)
-        assets += built["assets"]
-        checks += built["checks"]
-        jobs += built["jobs"]
+        assets += built.assets
+        checks += built.checks
+        jobs += built.jobs
+        sensors += built.sensors
+        schedules += built.schedules
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
+        sensors=sensors,
+        schedules=schedules,
         resources={"storage": storage, "table_io_manager": TableIOManager(storage=storage)},
     )
 

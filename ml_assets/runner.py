@@ -6,6 +6,13 @@ import datetime as dt
 from typing import Any
 
 from ml_assets.config import PipelineConfig
+from ml_assets.defs.names import (
+    TAG_LAUNCHED_BY,
+    PipelineNames,
+    is_gate_check,
+    metrics_from_metadata,
+    range_tags,
+)
 
 
 def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
@@ -17,18 +24,18 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     from ml_assets.definitions import build_definitions
 
     defs = build_definitions([cfg], storage=storage)
-    job = defs.resolve_job_def(f"{cfg.name}_pipeline")
+    names = PipelineNames(cfg.name)
+    job = defs.resolve_job_def(names.pipeline_job)
     instance = instance or dg.DagsterInstance.get()
     last = (end - dt.timedelta(days=1)).isoformat()
     result = job.execute_in_process(
         instance=instance,
         tags={
-            "dagster/asset_partition_range_start": start.isoformat(),
-            "dagster/asset_partition_range_end": last,
-            "ml_assets/launched_by": "ml-assets run",
+            **range_tags(start.isoformat(), last),
+            TAG_LAUNCHED_BY: "ml-assets run",
         },
         run_config={
-            "ops": {f"{cfg.name}__model": {"config": {"as_of": as_of.isoformat()}}},
+            "ops": {names.model_op: {"config": {"as_of": as_of.isoformat()}}},
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         raise_on_error=False,
@@ -65,7 +72,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 "as_of": meta.get("as_of"),
                 "train_rows": meta.get("train_rows"),
                 "validation_rows": meta.get("validation_rows"),
-                "metrics": {k[len("metric_"):]: v for k, v in meta.items() if k.startswith("metric_")},
+                "metrics": metrics_from_metadata(meta),
                 "model_uri": meta.get("model_uri"),
             }
     checks, failed_blocking = [], []
@@ -103,7 +110,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         "quarantined_rows": quarantined,
         "model": model,
         "gate": {"passed": model.get("gate_passed"),
-                 "checks": [c for c in checks if c["check"].startswith("gate_")]},
+                 "checks": [c for c in checks if is_gate_check(c["check"])]},
         "predictions_written": layers.get("predictions", {}).get("rows", 0),
         "failed_checks": [c for c in checks if not c["passed"]],
         "failed_blocking_checks": failed_blocking,

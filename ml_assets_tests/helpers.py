@@ -142,18 +142,18 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     """Materialize `layers` (default: all) for daily partitions start..end (inclusive)."""
     built = build_pipeline(cfg)
-    keys = built["keys"]
+    names = built.names
     layers = layers or ["raw", "processed", "quarantine", "features", "model", "predictions"]
     run_config = None
     if "model" in layers and as_of is not None:
-        run_config = {"ops": {f"{cfg.name}__model": {"config": {"as_of": as_of}}}}
+        run_config = {"ops": {names.model_op: {"config": {"as_of": as_of}}}}
     tags = {}
     if any(layer != "model" for layer in layers):
         tags = {"dagster/asset_partition_range_start": start,
                 "dagster/asset_partition_range_end": end or start}
     return dg.materialize(
-        built["assets"],
-        selection=[keys[layer] for layer in layers],
+        built.assets,
+        selection=[names.key(layer) for layer in layers],
         instance=instance,
         resources={"storage": storage, "table_io_manager": TableIOManager(storage=storage)},
         tags=tags,

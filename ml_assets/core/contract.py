@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
-from ml_assets.core.sources import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW
+from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
 
 QUARANTINE_COLUMNS = ["partition", SOURCE_FILE, SOURCE_ROW, "reason", "record"]
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -84,23 +84,6 @@ def _parse(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
         bad = present & parsed.isna()
         return parsed, bad
     return values.astype("string"), pd.Series(False, index=values.index)
-
-
-def to_naive_utc(values: pd.Series) -> pd.Series:
-    """Parse timestamps (mixed formats and UTC offsets allowed) to naive UTC datetime64[ns].
-
-    Unparseable values and values outside datetime64[ns]'s range (1677..2262) become NaT.
-    """
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        parsed = values
-        if getattr(parsed.dt, "tz", None) is None:
-            parsed = parsed.dt.tz_localize("UTC")
-    else:
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-    parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    lo, hi = pd.Timestamp.min, pd.Timestamp.max
-    outside = parsed.notna() & ((parsed < lo) | (parsed > hi))
-    return parsed.mask(outside).astype("datetime64[ns]")
 
 
 def outside_allowed(values: pd.Series, spec: ColumnSpec) -> pd.Series:

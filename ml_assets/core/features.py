@@ -7,7 +7,7 @@ import operator
 import pandas as pd
 
 from ml_assets.config import PipelineConfig, resolve_callable
-from ml_assets.core.sources import LINEAGE_COLUMNS
+from ml_assets.core.frames import LINEAGE_COLUMNS
 
 LABEL = "_label"
 _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,

@@ -17,7 +17,7 @@ import pandas as pd
 from ml_assets.config import PipelineConfig
 from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
 from ml_assets.core.features import LABEL, leaked_columns
-from ml_assets.core.sources import SOURCE_FILE
+from ml_assets.core.frames import SOURCE_FILE
 
 Frames = dict[str, pd.DataFrame]
 

@@ -26,11 +26,8 @@ from typing import Any
 import pandas as pd
 
 from ml_assets.config import FilesSource, NycFlightsSource, PipelineConfig
+from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
 from ml_assets.core.storage import glob_uri, read_uri
-
-SOURCE_FILE = "_source_file"
-SOURCE_ROW = "_source_row"
-LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
 
 
 class SourceError(ValueError):
@@ -132,8 +129,6 @@ def _read_file(uri: str, fmt: str, s3_client: Any) -> pd.DataFrame:
 
 
 def _files(source: FilesSource, start: dt.date, end: dt.date, s3_client: Any) -> SourceBatch:
-    from ml_assets.core.contract import to_naive_utc
-
     keys = day_keys(start, end)
     ts = source.timestamp_column
     if "{date}" in source.uri:

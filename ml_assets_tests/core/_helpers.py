@@ -10,7 +10,7 @@ import pandas as pd
 
 from ml_assets.config import PipelineConfig
 from ml_assets.core.features import LABEL
-from ml_assets.core.sources import SOURCE_FILE, SOURCE_ROW
+from ml_assets.core.frames import SOURCE_FILE, SOURCE_ROW
 
 TRAIN_PARAMS = {"num_boost_round": 20, "num_leaves": 7, "min_data_in_leaf": 5, "seed": 7}
 

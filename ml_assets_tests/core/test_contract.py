@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ml_assets.core.contract import QUARANTINE_COLUMNS, ContractError, clean
-from ml_assets.core.sources import SOURCE_FILE, SOURCE_ROW
+from ml_assets.core.frames import SOURCE_FILE, SOURCE_ROW
 from ml_assets_tests.core._helpers import config, raw_frame
 
 PART = "2024-01-05"

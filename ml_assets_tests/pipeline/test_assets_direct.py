@@ -15,7 +15,7 @@ TABLES = ["raw", "processed", "quarantine", "features"]
 def test_model_asset_trains_on_the_window_and_registers(storage, instance):
     cfg = flights_config()
     assert materialize(cfg, storage, instance, "2013-01-01", "2013-01-12", layers=TABLES).success
-    model = build_pipeline(cfg)["assets"][3]
+    model = build_pipeline(cfg).asset("model")
     context = dg.build_asset_context(instance=instance, resources={"storage": storage},
                                      asset_config={"as_of": "2013-01-11"})
     result = model(context)
@@ -38,7 +38,7 @@ def test_model_asset_trains_on_the_window_and_registers(storage, instance):
 def test_model_asset_bad_as_of_is_a_clear_failure(storage, instance, as_of, message):
     cfg = flights_config()
     assert materialize(cfg, storage, instance, "2013-01-01", "2013-01-04", layers=TABLES).success
-    model = build_pipeline(cfg)["assets"][3]
+    model = build_pipeline(cfg).asset("model")
     context = dg.build_asset_context(instance=instance, resources={"storage": storage},
                                      asset_config={"as_of": as_of})
     with pytest.raises(dg.Failure, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -22,12 +22,12 @@ def test_added_source_column_is_reported(tmp_path, storage, instance, monkeypatc
     frame.to_csv(second, index=False)
     cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "{date}.csv"))))
     built = build_pipeline(cfg)
-    raw_key = built["keys"]["raw"]
-    schema_check = next(c for c in built["checks"] if raw_key in {k.asset_key for k in c.check_keys})
+    raw_key = built.names.raw
+    schema_check = next(c for c in built.checks if raw_key in {k.asset_key for k in c.check_keys})
     resources = {"storage": storage, "table_io_manager": TableIOManager(storage=storage)}
 
     def run(day):
-        return dg.materialize([built["assets"][0], schema_check], instance=instance,
+        return dg.materialize([built.asset("raw"), schema_check], instance=instance,
                               resources=resources, partition_key=day, raise_on_error=False)
 
     run("2024-03-01")

@@ -1,0 +1,122 @@
+"""The model: a LightGBM candidate trained on the trailing window of features, registered
+write-once in the model store with its gate verdicts."""
+
+
+import datetime as dt
+
+import dagster as dg
+from pydantic import Field
+
+from ml_assets.core import quality
+from ml_assets.core.gates import bounds_text, evaluate_gates
+from ml_assets.core.training import TrainingError, train
+from ml_assets.defs.io_manager import LazyTables
+from ml_assets.defs.lineage import latest_versions
+from ml_assets.defs.names import gate_check_name, metric_key
+from ml_assets.defs.resources import StorageResource
+from ml_assets.defs.spec import PipelineSpec, window
+from ml_assets.defs.tables import metadata_value
+
+
+class ModelConfig(dg.Config):
+    as_of: str | None = Field(
+        default=None,
+        description=(
+            "Last day (YYYY-MM-DD) of the training window. Default: the newest materialized "
+            "features partition."
+        ),
+    )
+
+
+def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
+    cfg, names = spec.cfg, spec.names
+    gate_specs = {
+        gate_check_name(metric): (True, f"Validation {metric} {bounds_text(t.min, t.max)} (blocking).")
+        for metric, t in cfg.gates.items()
+    }
+
+    @dg.asset(
+        key=names.model, deps=[names.features], group_name="model", kinds={"lightgbm"},
+        owners=spec.owners, tags=spec.tags,
+        description=(f"{cfg.name}: LightGBM ({cfg.target.task}) on the trailing "
+                     f"{cfg.training.window_days} days of features, validated on the last "
+                     f"{cfg.training.validation_days}. Each materialization is a new model."),
+        check_specs=spec.check_specs(names.model, gate_specs),
+    )
+    def model(context: dg.AssetExecutionContext, config: ModelConfig, storage: StorageResource):
+        materialized = sorted(context.instance.get_materialized_partitions(names.features))
+        if config.as_of is not None:
+            try:
+                as_of = dt.date.fromisoformat(config.as_of)
+            except ValueError:
+                raise dg.Failure(f"as_of: expected a date YYYY-MM-DD, found {config.as_of!r}") from None
+        elif materialized:
+            as_of = dt.date.fromisoformat(materialized[-1])
+        else:
+            raise dg.Failure(f"{names.features.to_user_string()} has no materialized partition to train on")
+        days = window(as_of, cfg.training.window_days)
+        refs = latest_versions(context.instance, names.features, days)
+        missing = [d for d in days if d not in refs]
+        if len(refs) <= cfg.training.validation_days:
+            raise dg.Failure(
+                f"training window {days[0]}..{days[-1]} has {len(refs)} materialized features "
+                f"partition(s); more than validation_days={cfg.training.validation_days} needed. "
+                "Backfill the features first."
+            )
+        client = storage.client_for(*(r.uri for r in refs.values()))
+        frames = dict(LazyTables({d: refs[d].uri for d in sorted(refs)}, client))
+        leaks = quality.no_leakage(frames, cfg)
+        if not leaks.passed:
+            raise dg.Failure(f"refusing to train: forbidden column(s) {leaks.observed} in features")
+        try:
+            trained = train(frames, cfg)
+        except TrainingError as exc:
+            raise dg.Failure(description=str(exc)) from None
+        gates = evaluate_gates(trained.metrics, cfg.gates)
+        lineage = {
+            "as_of": as_of.isoformat(),
+            "features": {d: {"uri": r.uri, "content_hash": r.content_hash,
+                             "data_version": r.data_version} for d, r in refs.items()},
+            "missing_partitions": missing,
+            "run_id": context.run_id,
+        }
+        version = storage.models().register(cfg.name, trained, gates, lineage)
+        metadata = {
+            "model_id": version.model_id,
+            "gate_passed": version.gate_passed,
+            "model_uri": dg.MetadataValue.path(version.model_uri),
+            "sidecar_uri": dg.MetadataValue.path(version.sidecar_uri),
+            "as_of": as_of.isoformat(),
+            "train_days": f"{trained.train_days[0]}..{trained.train_days[-1]}",
+            "validation_days": f"{trained.validation_days[0]}..{trained.validation_days[-1]}",
+            "train_rows": trained.train_rows,
+            "validation_rows": trained.validation_rows,
+            "missing_partitions": len(missing),
+            "params": dg.MetadataValue.json(trained.params),
+            "seed": int(trained.params.get("seed", 0)),
+            "feature_partitions": dg.MetadataValue.json(lineage["features"]),
+            "feature_importance": dg.MetadataValue.table(
+                records=[dg.TableRecord({"feature": r["feature"], "gain": float(r["gain"]),
+                                         "splits": int(r["splits"])})
+                         for r in trained.importance.to_dict("records")],
+                schema=dg.TableSchema(columns=[dg.TableColumn("feature", "string"),
+                                               dg.TableColumn("gain", "float"),
+                                               dg.TableColumn("splits", "int")])),
+        }
+        metadata.update({metric_key(m): float(v) for m, v in trained.metrics.items()})
+        results = [
+            dg.AssetCheckResult(
+                check_name=gate_check_name(g.metric), asset_key=names.model, passed=g.passed,
+                metadata={"observed": float(g.observed),
+                          "threshold": bounds_text(g.min, g.max),
+                          "model_id": version.model_id},
+            )
+            for g in gates
+        ]
+        return dg.MaterializeResult(
+            metadata={n: metadata_value(v) for n, v in metadata.items()},
+            data_version=dg.DataVersion(version.model_id),
+            check_results=results,
+        )
+
+    return [model]

@@ -1,0 +1,55 @@
+"""Predictions: each day's feature rows scored by the production model."""
+
+
+import dagster as dg
+
+from ml_assets.core import quality
+from ml_assets.core.features import key_columns
+from ml_assets.core.registry import NoApprovedModel
+from ml_assets.core.scoring import LoadedModel, score
+from ml_assets.defs.io_manager import TableBatch
+from ml_assets.defs.resources import StorageResource
+from ml_assets.defs.spec import TABLE_IO, PipelineSpec
+from ml_assets.defs.tables import check_result, partitions_of, table_output
+
+
+def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
+    cfg, names = spec.cfg, spec.names
+    sanity = {
+        "one_prediction_per_row": (True, "As many predictions as feature rows (blocking)."),
+        "no_missing_predictions": (True, "No NaN prediction (blocking)."),
+    }
+    if cfg.target.task == "binary":
+        sanity["probabilities_in_unit_interval"] = (True, "Every probability in [0, 1] (blocking).")
+
+    @dg.asset(
+        key=names.predictions, partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
+        io_manager_key=TABLE_IO, ins={"features": dg.AssetIn(key=names.features)},
+        deps=[names.model], group_name="predictions", kinds={"pandas", "parquet"},
+        owners=spec.owners, tags=spec.tags,
+        description=(f"{cfg.name}: each day's feature rows scored by the newest model that passed "
+                     "its gate; the model id is on every row."),
+        check_specs=spec.check_specs(names.predictions, sanity),
+    )
+    def predictions(context: dg.AssetExecutionContext, storage: StorageResource, features):
+        models = storage.models()
+        try:
+            version = models.latest_passed(cfg.name)
+        except NoApprovedModel as exc:
+            raise dg.Failure(description=str(exc)) from None
+        loaded = LoadedModel.from_text(version.model_id, models.load_text(version), version.sidecar)
+        keys = key_columns(cfg)
+        batch = TableBatch()
+        checks = quality.predictions_check(cfg.target.task)
+        for day in partitions_of(context):  # one day in memory at a time
+            rows = features[day]
+            scored = score(loaded, rows, keys)
+            batch.add(day, scored)
+            checks.update(day, len(rows), scored)
+        yield table_output(context, storage, batch, names.predictions,
+                           metadata={"model_id": version.model_id,
+                                     "model_created_at": version.created_at})
+        for outcome in checks.result():
+            yield check_result(outcome, names.predictions)
+
+    return [predictions]
