@@ -181,6 +181,118 @@ class Checks(_Strict):
     max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+#: Drift methods a column type may be pinned to (see ml_assets.core.drift).
+NUMERIC_DRIFT_METHODS = ("wasserstein", "ks", "psi", "jensenshannon")
+CATEGORICAL_DRIFT_METHODS = ("jensenshannon", "chisquare", "psi")
+#: Gated metrics where higher is better; the others (log_loss, rmse, mae) are better lower.
+HIGHER_IS_BETTER = ("accuracy", "f1", "roc_auc", "r2")
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_ITEM_RE = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why `expr` is not a 5-field cron expression (minute hour day month weekday), or None."""
+    fields = expr.split()
+    if len(fields) != 5:
+        return f"expected 5 fields (minute hour day-of-month month day-of-week), found {len(fields)}"
+    names = ("minute", "hour", "day-of-month", "month", "day-of-week")
+    for text, (low, high), name in zip(fields, _CRON_RANGES, names, strict=True):
+        for item in text.split(","):
+            match = _CRON_ITEM_RE.match(item)
+            if not match:
+                return f"{name} field {text!r} is not a number, range, '*' or step"
+            base = match.group(1)
+            if base != "*":
+                bounds = [int(x) for x in base.split("-")]
+                if any(b < low or b > high for b in bounds) or bounds != sorted(bounds):
+                    return f"{name} field {text!r} is outside {low}..{high}"
+    return None
+
+
+class Promotion(_Strict):
+    tolerance: float | dict[str, float] = Field(
+        default=0.0,
+        description=(
+            "How much worse than the champion a challenger may be on each gated metric and "
+            "still be promoted: one number for every metric, or {metric: number}."
+        ),
+    )
+
+    @field_validator("tolerance")
+    @classmethod
+    def _non_negative(cls, value):
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(v < 0 for v in values):
+            raise ValueError(f"tolerance must be >= 0, found {value}")
+        return value
+
+    def tolerance_for(self, metric: str) -> float:
+        if isinstance(self.tolerance, dict):
+            return float(self.tolerance.get(metric, 0.0))
+        return float(self.tolerance)
+
+
+class Drift(_Strict):
+    numeric_method: Literal["wasserstein", "ks", "psi", "jensenshannon"] = "wasserstein"
+    categorical_method: Literal["jensenshannon", "chisquare", "psi"] = "jensenshannon"
+    numeric_threshold: float | None = Field(default=None, gt=0, description="Default: the method's.")
+    categorical_threshold: float | None = Field(default=None, gt=0, description="Default: the method's.")
+    warn_share: float = Field(default=0.3, ge=0, le=1)
+    error_share: float = Field(default=0.5, ge=0, le=1)
+    prediction_level: Literal["warn", "error"] = "error"
+    columns: list[str] | None = Field(default=None, description="Features to watch; default all.")
+    current_days: int = Field(default=1, ge=1, le=366,
+                              description="Days of features (ending at the partition) compared.")
+    reference_max_rows: int = Field(default=200_000, ge=1000)
+    report: Literal["always", "on_drift", "never"] = "on_drift"
+    report_sample_rows: int = Field(default=5000, ge=100)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _levels(self) -> Drift:
+        if self.warn_share > self.error_share:
+            raise ValueError(f"warn_share ({self.warn_share}) is above error_share ({self.error_share})")
+        return self
+
+
+class Monitoring(_Strict):
+    performance_tolerance: float = Field(
+        default=0.05, ge=0,
+        description="How far a day's realized metric may fall below the model's validation metric.")
+    min_rows: int = Field(default=100, ge=1,
+                          description="Days with fewer labelled rows are not judged.")
+
+
+class Automation(_Strict):
+    sensor_interval_seconds: int = Field(default=60, ge=5)
+    cooldown_seconds: int = Field(default=3600, ge=0,
+                                  description="Least time between two drift-triggered retrains.")
+    daily_cron: str | None = Field(default="0 6 * * *", description="The daily batch; null: off.")
+    retrain_cron: str | None = Field(default="0 3 * * 1", description="Periodic retrain; null: off.")
+    timezone: str = "UTC"
+    new_data_sensor: bool = True
+
+    @field_validator("daily_cron", "retrain_cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = cron_problem(value)
+            if problem:
+                raise ValueError(f"{value!r} is not a cron expression: {problem}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name like UTC or Europe/Paris)") from None
+        return value
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -196,6 +308,10 @@ class PipelineConfig(_Strict):
     gates: dict[str, Threshold]
     checks: Checks = Field(default_factory=Checks)
     owners: list[str] = Field(default_factory=list)
+    promotion: Promotion = Field(default_factory=Promotion)
+    drift: Drift = Field(default_factory=Drift)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    automation: Automation = Field(default_factory=Automation)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -245,6 +361,14 @@ class PipelineConfig(_Strict):
             if metric not in allowed_metrics:
                 fail(f"gates.{metric}", f"{metric!r} is not one of {list(allowed_metrics)} for a "
                      f"{self.target.task} target")
+        if isinstance(self.promotion.tolerance, dict):
+            for metric in self.promotion.tolerance:
+                if metric not in self.gates:
+                    fail(f"promotion.tolerance.{metric}",
+                         f"{metric!r} is not a gated metric; gated: {sorted(self.gates)}")
+        for i, col in enumerate(self.drift.columns or []):
+            if col not in self.feature_columns:
+                fail(f"drift.columns.{i}", f"{col!r} is not a feature; features: {self.feature_columns}")
         return self
 
     @property

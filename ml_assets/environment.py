@@ -10,6 +10,9 @@ Read from the environment when definitions are built (never at import time):
 | S3_BUCKET        | store tables at s3://BUCKET/tables, models at .../models  | (empty: local)   |
 | AWS_ENDPOINT_URL | custom S3 endpoint (MinIO, moto)                          | (empty: AWS)     |
 | AWS_REGION       | S3 region                                                 | (AWS default)    |
+| S3_SSE           | server-side encryption: AES256, aws:kms or none           | AES256           |
+| S3_SSE_KMS_KEY_ID| KMS key for aws:kms (setting it alone selects aws:kms)    | (none)           |
+| ALERT_WEBHOOK_URL| Slack-compatible webhook for alerts                       | (none: log only) |
 
 ENV=production requires S3_BUCKET: production data does not live on a container's disk.
 """
@@ -35,6 +38,9 @@ class Settings:
     models_root: str
     s3_endpoint_url: str | None
     s3_region: str | None
+    s3_sse: str | None = "AES256"
+    s3_kms_key_id: str | None = None
+    alert_webhook_url: str | None = None
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
@@ -52,10 +58,22 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     else:
         tables = str(Path(e.get("DATA_PATH") or "./.data/tables").resolve())
         models = str(Path(e.get("MODEL_PATH") or "./.data/models").resolve())
+    kms_key = (e.get("S3_SSE_KMS_KEY_ID") or "").strip() or None
+    sse = (e.get("S3_SSE") or "").strip() or ("aws:kms" if kms_key else "AES256")
+    if sse not in ("AES256", "aws:kms", "none"):
+        raise EnvironmentError_(f"S3_SSE must be AES256, aws:kms or none, found {sse!r}")
+    if kms_key and sse != "aws:kms":
+        raise EnvironmentError_(f"S3_SSE_KMS_KEY_ID is set but S3_SSE is {sse!r}; use S3_SSE=aws:kms")
+    webhook = (e.get("ALERT_WEBHOOK_URL") or "").strip() or None
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise EnvironmentError_(f"ALERT_WEBHOOK_URL must be an http(s) URL, found {webhook!r}")
     return Settings(
         env=env,
         tables_root=tables,
         models_root=models,
         s3_endpoint_url=(e.get("AWS_ENDPOINT_URL") or None),
         s3_region=(e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or None),
+        s3_sse=None if sse == "none" else sse,
+        s3_kms_key_id=kms_key,
+        alert_webhook_url=webhook,
     )

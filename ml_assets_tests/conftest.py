@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import urllib.request
+
+import boto3
 import dagster as dg
 import pytest
 
@@ -18,3 +21,73 @@ def instance(tmp_path):
 @pytest.fixture
 def storage(tmp_path):
     return local_storage(tmp_path)
+
+
+BUCKET = "ml-assets-test"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """A real S3 HTTP endpoint on loopback (moto's ThreadedMotoServer) with bucket BUCKET."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    endpoint = f"http://{host}:{port}"
+    # moto keeps one in-memory backend per process: start every test from an empty one
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def s3_client(s3_endpoint):
+    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+class WebhookReceiver:
+    """A local HTTP server that records the JSON bodies POSTed to it (an alert receiver)."""
+
+    def __init__(self, status: int = 200):
+        import http.server
+        import json
+        import threading
+
+        received = self.received = []
+        answer = status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(answer)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def events(self) -> list[str]:
+        return [r["ml_assets"]["event"] for r in self.received]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()

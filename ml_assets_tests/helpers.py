@@ -14,8 +14,9 @@ import yaml
 
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.io_manager import TableIOManager
+from ml_assets.defs.names import range_tags
 from ml_assets.defs.pipeline import build_pipeline
-from ml_assets.defs.resources import StorageResource
+from ml_assets.defs.resources import AlertsResource, StorageResource
 
 REPO = Path(__file__).resolve().parent.parent
 FLIGHTS_YAML = REPO / "configs" / "flights.yaml"
@@ -139,25 +140,29 @@ def materialize(
     end: str | None = None,
     layers: list[str] | None = None,
     as_of: str | None = None,
+    run_config: dict | None = None,
+    alerts: AlertsResource | None = None,
+    tags: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Materialize `layers` (default: all) for daily partitions start..end (inclusive)."""
     built = build_pipeline(cfg)
     names = built.names
-    layers = layers or ["raw", "processed", "quarantine", "features", "model", "predictions"]
-    run_config = None
+    layers = layers or ["raw", "processed", "quarantine", "features", "model", "production_model",
+                        "predictions"]
+    run_config = dict(run_config or {})
     if "model" in layers and as_of is not None:
-        run_config = {"ops": {names.model_op: {"config": {"as_of": as_of}}}}
-    tags = {}
-    if any(layer != "model" for layer in layers):
-        tags = {"dagster/asset_partition_range_start": start,
-                "dagster/asset_partition_range_end": end or start}
+        run_config.setdefault("ops", {})[names.model_op] = {"config": {"as_of": as_of}}
+    tags = dict(tags or {})
+    if any(layer not in ("model", "production_model") for layer in layers):
+        tags.update(range_tags(start, end or start))
     return dg.materialize(
         built.assets,
         selection=[names.key(layer) for layer in layers],
         instance=instance,
-        resources={"storage": storage, "table_io_manager": TableIOManager(storage=storage)},
+        resources={"storage": storage, "alerts": alerts or AlertsResource(),
+                   "table_io_manager": TableIOManager(storage=storage)},
         tags=tags,
-        run_config=run_config,
+        run_config=run_config or None,
         raise_on_error=False,
     )
 

@@ -73,5 +73,6 @@ def test_two_pipelines_share_one_code_location(tmp_path):
     dg.Definitions.validate_loadable(defs)
     snapshot = graph_snapshot(defs)
     assert snapshot["jobs"] == ["flights_pipeline", "rentals_pipeline"]
-    assert snapshot["assets"]["rentals/predictions"]["deps"] == ["rentals/features", "rentals/model"]
+    assert snapshot["assets"]["rentals/predictions"]["deps"] == ["rentals/features",
+                                                           "rentals/production_model"]
     assert "rentals/model:gate_rmse" in snapshot["checks"]

@@ -78,7 +78,8 @@ def test_webserver_lists_cli_runs_and_the_graph(home, tmp_path):
         assert data is not None, "webserver did not answer within 120 s"
         runs = data["runsOrError"]["results"]
         assert [r["pipelineName"] for r in runs] == ["flights_pipeline"]
-        assert [n["assetKey"]["path"] for n in data["assetNodes"]] == [["flights", "model"]]
+        assert sorted(n["assetKey"]["path"] for n in data["assetNodes"]) == [
+            ["flights", "model"], ["flights", "production_model"]]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -3,16 +3,31 @@
 Writes are atomic: a local write goes to a temporary file in the same folder and is renamed into
 place; an S3 PUT is atomic by itself (the object appears whole or not at all). A crash mid-write
 leaves no partial file under the final name.
+
+Compare-and-swap (`put_if`) is what lets two writers share one small document (an alias file, an
+audit log) without losing an update: the write succeeds only if the object is still the version
+the writer read (`expected` etag), or, with `expected=None`, only if it does not exist yet.
+- S3: conditional writes (`If-Match` / `If-None-Match: *`), checked by S3 itself.
+- Local: an exclusive `flock` on a lock file beside the object; inside it the current content's
+  hash is compared with `expected` before the atomic rename. Readers never lock: a rename is
+  atomic, so a reader sees the old document or the new one, never half of one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
+import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+
+class PreconditionFailed(RuntimeError):
+    """A conditional write lost: the object changed (or appeared) since the writer read it."""
 
 
 class ObjectStore(Protocol):
@@ -25,6 +40,8 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
+    def get_versioned(self, key: str) -> tuple[bytes, str]: ...
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str: ...
 
 
 def _check_key(key: str) -> str:
@@ -60,6 +77,25 @@ class LocalStore:
             raise
         return self.uri(key)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.get(key)
+        return data, _etag(data)
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.parent / f".{path.name}.lock"):
+            try:
+                current: str | None = _etag(path.read_bytes())
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                raise PreconditionFailed(
+                    f"{path}: expected {'no object' if expected is None else 'version ' + expected[:12]}"
+                    f", found {'no object' if current is None else 'version ' + current[:12]}")
+            self.put(key, data)
+        return _etag(data)
+
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
@@ -83,17 +119,40 @@ class LocalStore:
         )
 
 
+def _etag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 @dataclass
 class S3Store:
-    """`root` is 's3://bucket/prefix'; `client` is a boto3 S3 client (dagster-aws S3Resource)."""
+    """`root` is 's3://bucket/prefix'; `client` is a boto3 S3 client (dagster-aws S3Resource).
+
+    Every object is written with server-side encryption: `sse="AES256"` (SSE-S3, the default) or
+    `sse="aws:kms"` with `kms_key_id` (SSE-KMS); `sse=None` sends no encryption header.
+    """
 
     root: str
     client: Any
+    sse: str | None = "AES256"
+    kms_key_id: str | None = None
+    _extra: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         bucket, prefix = split_s3_uri(self.root)
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self._extra = encryption_args(self.sse, self.kms_key_id)
 
     def _key(self, key: str) -> str:
         _check_key(key)
@@ -103,8 +162,28 @@ class S3Store:
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def put(self, key: str, data: bytes) -> str:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._extra)
         return self.uri(key)
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"{self.uri(key)}: no such stored object") from None
+        return obj["Body"].read(), obj["ETag"]
+
+    def put_if(self, key: str, data: bytes, expected: str | None) -> str:
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            out = self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                         **condition, **self._extra)
+        except Exception as exc:  # botocore ClientError
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            # 412 PreconditionFailed; 409 ConditionalRequestConflict (a racing write in flight)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise PreconditionFailed(f"{self.uri(key)}: changed since it was read ({code})") from None
+            raise
+        return out["ETag"]
 
     def get(self, key: str) -> bytes:
         try:
@@ -134,6 +213,23 @@ class S3Store:
                 rel = key[len(self.prefix) + 1 :] if self.prefix else key
                 out.append(rel)
         return sorted(out)
+
+
+SSE_MODES = ("AES256", "aws:kms")
+
+
+def encryption_args(sse: str | None, kms_key_id: str | None = None) -> dict[str, str]:
+    """put_object arguments for server-side encryption."""
+    if sse is None:
+        return {}
+    if sse not in SSE_MODES:
+        raise ValueError(f"server-side encryption must be one of {list(SSE_MODES)} or none, found {sse!r}")
+    if sse == "aws:kms":
+        args = {"ServerSideEncryption": "aws:kms"}
+        if kms_key_id:
+            args["SSEKMSKeyId"] = kms_key_id
+        return args
+    return {"ServerSideEncryption": "AES256"}
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

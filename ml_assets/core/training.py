@@ -50,6 +50,8 @@ class TrainedModel:
     train_rows: int
     validation_rows: int
     reference: dict[str, Any] = field(default_factory=dict)
+    #: The validation rows' day, prediction and label (prediction drift compares with these).
+    validation: pd.DataFrame | None = None
 
 
 def split_days(days: list[str], validation_days: int) -> tuple[list[str], list[str]]:
@@ -126,7 +128,8 @@ def train(frames: dict[str, pd.DataFrame], config: PipelineConfig) -> TrainedMod
 
     train_days, valid_days = split_days(list(frames), config.training.validation_days)
     train_df = pd.concat([frames[d] for d in train_days], ignore_index=True)
-    valid_df = pd.concat([frames[d] for d in valid_days], ignore_index=True)
+    valid_parts = [frames[d] for d in valid_days]
+    valid_df = pd.concat(valid_parts, ignore_index=True)
     if train_df.empty or valid_df.empty:
         raise TrainingError(
             f"no rows to {'train on' if train_df.empty else 'validate on'} in days "
@@ -184,4 +187,10 @@ def train(frames: dict[str, pd.DataFrame], config: PipelineConfig) -> TrainedMod
         train_rows=len(train_df),
         validation_rows=len(valid_df),
         reference=reference,
+        validation=pd.DataFrame({
+            "day": pd.Series([d for d, p in zip(valid_days, valid_parts, strict=True)
+                              for _ in range(len(p))], dtype="string"),
+            "prediction": np.asarray(y_hat, dtype="float64"),
+            "label": np.asarray(y_valid, dtype="float64"),
+        }),
     )

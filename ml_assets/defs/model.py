@@ -1,5 +1,6 @@
 """The model: a LightGBM candidate trained on the trailing window of features, registered
-write-once in the model store with its gate verdicts."""
+write-once in the model store with its gate verdicts and semantic version, and made the
+`candidate` alias. Whether it serves is `production_model`'s decision."""
 
 
 import datetime as dt
@@ -8,12 +9,17 @@ import dagster as dg
 from pydantic import Field
 
 from ml_assets.core import quality
+from ml_assets.core.alerts import Alert
 from ml_assets.core.gates import bounds_text, evaluate_gates
+from ml_assets.core.lifecycle import feature_contract, set_alias_change
+from ml_assets.core.manifest import build_manifest
+from ml_assets.core.registry import AuditEntry
 from ml_assets.core.training import TrainingError, train
 from ml_assets.defs.io_manager import LazyTables
+from ml_assets.defs.lifecycle import actor_of, trigger_of
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.names import gate_check_name, metric_key
-from ml_assets.defs.resources import StorageResource
+from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import PipelineSpec, window
 from ml_assets.defs.tables import metadata_value
 
@@ -43,7 +49,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                      f"{cfg.training.validation_days}. Each materialization is a new model."),
         check_specs=spec.check_specs(names.model, gate_specs),
     )
-    def model(context: dg.AssetExecutionContext, config: ModelConfig, storage: StorageResource):
+    def model(context: dg.AssetExecutionContext, config: ModelConfig, storage: StorageResource,
+              alerts: AlertsResource):
         materialized = sorted(context.instance.get_materialized_partitions(names.features))
         if config.as_of is not None:
             try:
@@ -80,9 +87,39 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             "missing_partitions": missing,
             "run_id": context.run_id,
         }
-        version = storage.models().register(cfg.name, trained, gates, lineage)
+        models = storage.models()
+        version, created = models.register(
+            cfg.name, trained, gates, lineage, contract=feature_contract(cfg),
+            manifest=build_manifest(cfg, seed=int(trained.params.get("seed", 0))))
+        actor = actor_of(context)
+        models.move_aliases(cfg.name, set_alias_change("candidate", version, {
+            "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "run_id": context.run_id, "actor": actor}))
+        if created:
+            models.append_audit(cfg.name, AuditEntry(
+                action="register", actor=actor, run_id=context.run_id, to_version=version.version,
+                to_model_id=version.model_id, metrics=trained.metrics,
+                reason=(f"trained on {trained.train_days[0]}..{trained.validation_days[-1]} "
+                        f"(as of {as_of}); gates {'passed' if version.gate_passed else 'failed'}"),
+                details={"trigger": trigger_of(context), "gates": [g.to_dict() for g in gates]}))
+        if not version.gate_passed:
+            # Its gate checks block production_model in this run, so the rejection is recorded
+            # here: an expected outcome, whatever the run's final status.
+            reason = f"{version.label} failed its gates: {version.gate_summary()}"
+            models.append_audit(cfg.name, AuditEntry(
+                action="reject", actor=actor, run_id=context.run_id, reason=reason,
+                to_version=version.version, to_model_id=version.model_id, metrics=trained.metrics,
+                details={"trigger": trigger_of(context), "stage": "gates"}))
+            production = models.aliases(cfg.name).aliases.get("production") or {}
+            alerts.send(Alert(event="reject", pipeline=cfg.name, level="warning",
+                              title=f"challenger {version.label} failed its gates; production "
+                                    f"stays {production.get('version', 'unset')}",
+                              text=reason, fields={"run_id": context.run_id, "actor": actor}),
+                        log=context.log)
         metadata = {
             "model_id": version.model_id,
+            "model_version": version.version,
+            "newly_registered": created,
             "gate_passed": version.gate_passed,
             "model_uri": dg.MetadataValue.path(version.model_uri),
             "sidecar_uri": dg.MetadataValue.path(version.sidecar_uri),

@@ -3,6 +3,7 @@
     ingest       raw, processed + quarantine
     features     features
     model        model (a candidate per materialization)
+    lifecycle    production_model (promotion, rollback)
     predictions  predictions
 
 `PipelineSpec` (config, names, partitions, shared policies) is what each stage receives;
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
-from ml_assets.defs import features, ingest, model, predictions
+from ml_assets.defs import features, ingest, lifecycle, model, predictions
 from ml_assets.defs.names import PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
@@ -49,7 +50,7 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
     spec = PipelineSpec(cfg)
     names = spec.names
     assets = [*ingest.build(spec), *features.build(spec), *model.build(spec),
-              *predictions.build(spec)]
+              *lifecycle.build(spec), *predictions.build(spec)]
     tables = [names.raw, names.processed, names.features, names.predictions]
     job = dg.define_asset_job(
         name=names.pipeline_job,

@@ -1,13 +1,14 @@
-"""Predictions: each day's feature rows scored by the production model."""
+"""Predictions: each day's feature rows scored by exactly the model that `production_model`'s
+newest materialization recorded; every row carries that model's id and semantic version."""
 
 
 import dagster as dg
 
 from ml_assets.core import quality
 from ml_assets.core.features import key_columns
-from ml_assets.core.registry import NoApprovedModel
-from ml_assets.core.scoring import LoadedModel, score
+from ml_assets.core.scoring import score
 from ml_assets.defs.io_manager import TableBatch
+from ml_assets.defs.lifecycle import load, production_version
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.spec import TABLE_IO, PipelineSpec
 from ml_assets.defs.tables import check_result, partitions_of, table_output
@@ -25,19 +26,16 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=names.predictions, partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
         io_manager_key=TABLE_IO, ins={"features": dg.AssetIn(key=names.features)},
-        deps=[names.model], group_name="predictions", kinds={"pandas", "parquet"},
+        deps=[names.production_model], group_name="predictions", kinds={"pandas", "parquet"},
         owners=spec.owners, tags=spec.tags,
-        description=(f"{cfg.name}: each day's feature rows scored by the newest model that passed "
-                     "its gate; the model id is on every row."),
+        description=(f"{cfg.name}: each day's feature rows scored by the production model that "
+                     "production_model recorded; its id and version are on every row."),
         check_specs=spec.check_specs(names.predictions, sanity),
     )
     def predictions(context: dg.AssetExecutionContext, storage: StorageResource, features):
         models = storage.models()
-        try:
-            version = models.latest_passed(cfg.name)
-        except NoApprovedModel as exc:
-            raise dg.Failure(description=str(exc)) from None
-        loaded = LoadedModel.from_text(version.model_id, models.load_text(version), version.sidecar)
+        version = production_version(context.instance, spec, models)
+        loaded = load(models, version)
         keys = key_columns(cfg)
         batch = TableBatch()
         checks = quality.predictions_check(cfg.target.task)
@@ -48,6 +46,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             checks.update(day, len(rows), scored)
         yield table_output(context, storage, batch, names.predictions,
                            metadata={"model_id": version.model_id,
+                                     "model_version": version.version,
                                      "model_created_at": version.created_at})
         for outcome in checks.result():
             yield check_result(outcome, names.predictions)

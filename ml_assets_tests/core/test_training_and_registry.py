@@ -10,7 +10,7 @@ import pytest
 from ml_assets.config import Threshold
 from ml_assets.core.features import LABEL
 from ml_assets.core.gates import evaluate_gates
-from ml_assets.core.registry import ModelStore, NoApprovedModel
+from ml_assets.core.registry import ModelStore
 from ml_assets.core.scoring import LoadedModel, score
 from ml_assets.core.storage import LocalStore
 from ml_assets.core.training import TrainingError, split_days, train
@@ -123,6 +123,11 @@ def test_reference_statistics_kept_with_model(trained):
     (0.5, {"max": 0.5}, True),
     (0.5001, {"max": 0.5}, False),
     (0.5, {"min": 0.5, "max": 0.5}, True),
+    # two-sided gates fail when either bound fails, the minimum as well as the maximum
+    (0.4999, {"min": 0.5, "max": 0.9}, False),
+    (0.9001, {"min": 0.5, "max": 0.9}, False),
+    (0.7, {"min": 0.5, "max": 0.9}, True),
+    (-1.0, {"min": 0.0, "max": 10.0}, False),
     (math.nan, {"min": 0.1}, False),
     (math.nan, {"max": 0.1}, False),
 ])
@@ -143,70 +148,10 @@ def test_gate_describe():
     assert result.describe() == "rmse = 3.0000 (needs <= 2.0): failed"
 
 
-# --- registry -----------------------------------------------------------------------------------
+# --- registry: see test_registry.py -------------------------------------------------------------
 
 def gates_for(trained, minimum: float):
     return evaluate_gates(trained.metrics, {"roc_auc": Threshold(min=minimum)})
-
-
-def test_latest_passed_skips_a_newer_failing_model(tmp_path, trained):
-    store = ModelStore(LocalStore(str(tmp_path)))
-    good = store.register("syn", trained, gates_for(trained, 0.5), {"run": "1"}, now=T0)
-    bad = store.register("syn", trained, gates_for(trained, 0.999), {"run": "2"},
-                         now=T0 + dt.timedelta(hours=1))
-    assert good.gate_passed and not bad.gate_passed
-    assert good.model_id != bad.model_id
-    assert [v.model_id for v in store.versions("syn")] == [good.model_id, bad.model_id]
-    assert store.latest_passed("syn").model_id == good.model_id
-    assert bad.failed_gates == ["roc_auc"]
-
-
-def test_latest_passed_is_the_newest_passing(tmp_path, trained, frames):
-    store = ModelStore(LocalStore(str(tmp_path)))
-    older = store.register("syn", trained, gates_for(trained, 0.5), {}, now=T0)
-    newer = store.register("syn", trained, gates_for(trained, 0.6), {},
-                           now=T0 + dt.timedelta(days=1))
-    assert older.model_id != newer.model_id
-    assert store.latest_passed("syn").model_id == newer.model_id
-
-
-def test_only_failing_models_raise_naming_metric_and_value(tmp_path, trained):
-    store = ModelStore(LocalStore(str(tmp_path)))
-    store.register("syn", trained, gates_for(trained, 0.999), {}, now=T0)
-    with pytest.raises(NoApprovedModel) as info:
-        store.latest_passed("syn")
-    msg = str(info.value)
-    assert f"roc_auc = {trained.metrics['roc_auc']:.4f}" in msg
-    assert "min 0.999" in msg
-    assert "'syn'" in msg
-
-
-def test_no_model_at_all_raises(tmp_path):
-    with pytest.raises(NoApprovedModel, match="has no trained model yet"):
-        ModelStore(LocalStore(str(tmp_path))).latest_passed("syn")
-
-
-def test_register_is_idempotent(tmp_path, trained):
-    store = ModelStore(LocalStore(str(tmp_path)))
-    first = store.register("syn", trained, gates_for(trained, 0.5), {}, now=T0)
-    second = store.register("syn", trained, gates_for(trained, 0.5), {},
-                            now=T0 + dt.timedelta(days=1))
-    assert second.created_at == first.created_at
-    assert len(store.versions("syn")) == 1
-
-
-def test_load_text_round_trip_and_tampering(tmp_path, trained):
-    store = ModelStore(LocalStore(str(tmp_path)))
-    version = store.register("syn", trained, gates_for(trained, 0.5), {}, now=T0)
-    assert store.load_text(version) == trained.model_text
-    (tmp_path / "syn" / version.model_id / "model.txt").write_text(trained.model_text + "\n")
-    with pytest.raises(ValueError, match="does not match its recorded sha256"):
-        store.load_text(version)
-
-
-def test_get_unknown_model_raises(tmp_path):
-    with pytest.raises(NoApprovedModel, match="no model 'abc'"):
-        ModelStore(LocalStore(str(tmp_path))).get("syn", "abc")
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -214,7 +159,7 @@ def test_get_unknown_model_raises(tmp_path):
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory, trained):
     store = ModelStore(LocalStore(str(tmp_path_factory.mktemp("models"))))
-    version = store.register("syn", trained, gates_for(trained, 0.5), {}, now=T0)
+    version, _ = store.register("syn", trained, gates_for(trained, 0.5), {}, now=T0)
     return LoadedModel.from_text(version.model_id, store.load_text(version), version.sidecar)
 
 
@@ -226,6 +171,7 @@ def test_score_one_row_per_input_row(loaded, frames):
     assert out["prediction"].between(0.0, 1.0).all()
     assert out["prediction"].notna().all()
     assert (out["model_id"] == loaded.model_id).all()
+    assert (out["model_version"] == "v1.0.0").all()
     assert out["predicted_class"].tolist() == (out["prediction"] >= 0.5).astype(int).tolist()
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from ml_assets.defs.pipeline import build_pipeline
+from ml_assets.defs.resources import AlertsResource
 from ml_assets_tests.helpers import flights_config, materialize
 
 TABLES = ["raw", "processed", "quarantine", "features"]
@@ -16,7 +17,7 @@ def test_model_asset_trains_on_the_window_and_registers(storage, instance):
     cfg = flights_config()
     assert materialize(cfg, storage, instance, "2013-01-01", "2013-01-12", layers=TABLES).success
     model = build_pipeline(cfg).asset("model")
-    context = dg.build_asset_context(instance=instance, resources={"storage": storage},
+    context = dg.build_asset_context(instance=instance, resources={"storage": storage, "alerts": AlertsResource()},
                                      asset_config={"as_of": "2013-01-11"})
     result = model(context)
     assert isinstance(result, dg.MaterializeResult)
@@ -26,6 +27,8 @@ def test_model_asset_trains_on_the_window_and_registers(storage, instance):
     assert gate.check_name == "gate_roc_auc" and gate.passed
     assert gate.metadata["threshold"].value == ">= 0.55"
     [version] = storage.models().versions("flights")
+    assert version.version == "v1.0.0"
+    assert storage.models().aliases("flights").model_id("candidate") == version.model_id
     assert result.data_version == dg.DataVersion(version.model_id)
     assert sorted(version.sidecar["lineage"]["features"]) == [
         f"2013-01-{d:02d}" for d in range(2, 12)]
@@ -39,7 +42,7 @@ def test_model_asset_bad_as_of_is_a_clear_failure(storage, instance, as_of, mess
     cfg = flights_config()
     assert materialize(cfg, storage, instance, "2013-01-01", "2013-01-04", layers=TABLES).success
     model = build_pipeline(cfg).asset("model")
-    context = dg.build_asset_context(instance=instance, resources={"storage": storage},
+    context = dg.build_asset_context(instance=instance, resources={"storage": storage, "alerts": AlertsResource()},
                                      asset_config={"as_of": as_of})
     with pytest.raises(dg.Failure, match=message.replace("(", r"\(").replace(")", r"\)")):
         model(context)

@@ -7,12 +7,11 @@ import io
 
 import boto3
 import pandas as pd
-import pytest
-from moto.server import ThreadedMotoServer
 
 from ml_assets.config import load_config
 from ml_assets.definitions import storage_for
 from ml_assets.environment import settings_from_env
+from ml_assets_tests.conftest import BUCKET
 from ml_assets_tests.helpers import (
     failed_checks,
     materializations,
@@ -22,23 +21,6 @@ from ml_assets_tests.helpers import (
     write_config,
     write_rentals,
 )
-
-BUCKET = "ml-assets-test"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
 
 
 def test_pipeline_on_s3_storage_and_s3_source(tmp_path, s3_endpoint, instance, monkeypatch):
