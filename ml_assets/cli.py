@@ -1,12 +1,15 @@
-"""`ml-assets`: run a pipeline's whole asset graph for a date range through Dagster.
+"""`ml-assets`: run a pipeline's whole asset graph through Dagster, and manage its models.
 
     ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE]
                   [--json] [--log-level LEVEL]
+    ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
+                  [--config PATH] [--pipeline NAME] [--json]
 
-Materializes raw -> processed -> features -> model -> predictions for the daily partitions in
-[start, end) as one single-run backfill, recorded in the instance at $DAGSTER_HOME (so the UI
-shows it). Exit status: 0 when every step and every blocking check passed; 1 when a blocking
-check failed or a step failed (named on stderr); 2 for bad arguments or config.
+`run` materializes raw -> processed -> features -> model -> production_model -> predictions and
+monitoring for the daily partitions in [start, end) as one single-run backfill, recorded in the
+instance at $DAGSTER_HOME (so the UI shows it). Exit status: 0 when every step and every blocking
+check passed; 1 when a blocking check failed or a step failed (named on stderr); 2 for bad
+arguments, config or environment.
 """
 
 from __future__ import annotations
@@ -47,7 +50,41 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING",
                      help="Dagster's console log level during the run (default WARNING)")
+
+    models = sub.add_parser("models", help="list, show, promote, roll back models; read the audit log")
+    msub = models.add_subparsers(dest="models_command", required=True)
+
+    def common(cmd: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        cmd.add_argument("--config", help="a pipeline YAML file or a folder of them")
+        cmd.add_argument("--pipeline", help="which pipeline, when the config folder holds several")
+        cmd.add_argument("--json", action="store_true", help="print one JSON object")
+        return cmd
+
+    common(msub.add_parser("list", help="every model: version, id, created, metrics, gates, aliases"))
+    show = common(msub.add_parser("show", help="one model by version, alias or id"))
+    show.add_argument("ref", metavar="VERSION|ALIAS", help="v1.2.0, production, previous, "
+                      "candidate, canary, or a model id")
+    promote = common(msub.add_parser("promote", help="make a model production (audited)"))
+    promote.add_argument("ref", metavar="VERSION", help="v1.2.0, an alias or a model id")
+    promote.add_argument("--force", action="store_true", help="allow a model that failed its gates")
+    promote.add_argument("--reason", help="why (written to the audit log)")
+    rollback = common(msub.add_parser("rollback", help="production back to previous (or VERSION)"))
+    rollback.add_argument("ref", metavar="VERSION", nargs="?", help="default: the previous alias")
+    rollback.add_argument("--force", action="store_true", help="allow a model that failed its gates")
+    rollback.add_argument("--reason", help="why (written to the audit log)")
+    audit = common(msub.add_parser("audit", help="the append-only audit log, oldest first"))
+    audit.add_argument("--limit", type=_positive, help="only the last N entries")
     return p
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value!r}")
+    return number
 
 
 def _pick(configs: list[PipelineConfig], name: str | None) -> PipelineConfig:
@@ -79,6 +116,8 @@ def _range(cfg: PipelineConfig, start, end, as_of) -> tuple[dt.date, dt.date, dt
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "models":
+        return models_main(args)
     try:
         configs = load_configs(args.config)
         cfg = _pick(configs, args.pipeline)
@@ -103,6 +142,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ml-assets: step {f['step']} failed: {f['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def models_main(args: argparse.Namespace) -> int:
+    from ml_assets.commands import models as cmd
+    from ml_assets.defs.lifecycle import cli_actor
+
+    try:
+        cfg = _pick(load_configs(args.config), args.pipeline)
+        store = cmd.store_for_env()
+        what = args.models_command
+        if what == "list":
+            code, text = cmd.cmd_list(cfg, store, args.json)
+        elif what == "show":
+            code, text = cmd.cmd_show(cfg, store, args.ref, args.json)
+        elif what == "audit":
+            code, text = cmd.cmd_audit(cfg, store, args.limit, args.json)
+        else:
+            if not os.environ.get("DAGSTER_HOME"):
+                raise UsageError("DAGSTER_HOME is not set: the move is recorded as a "
+                                 "materialization in the instance there")
+            config: dict = {"force": bool(args.force)}
+            if args.reason:
+                config["reason"] = args.reason
+            if what == "promote":
+                config["version"] = cmd.resolve_or_fail(cfg, store, args.ref).version
+            else:
+                config["rollback"] = True
+                target = args.ref or "previous"
+                config["version"] = cmd.resolve_or_fail(cfg, store, target).version
+            out = cmd.move_production(cfg, store, config, cli_actor())
+            code = 0 if out["success"] else 1
+            text = json.dumps(out, default=str) if args.json else (
+                f"{out.get('action', what)}: production is {out.get('model_version')} "
+                f"({out.get('model_id')}); {out.get('reason', '')}  run {out['run_id']}"
+                if out["success"] else f"{what} failed: {out.get('error', 'see the run ' + out['run_id'])}")
+    except (ConfigError, UsageError, EnvironmentError_, cmd.CommandError) as exc:
+        print(f"ml-assets: error: {exc}", file=sys.stderr)
+        return 2
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -57,17 +57,22 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
 
     layers: dict[str, dict[str, Any]] = {}
     model: dict[str, Any] = {}
+    production: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         layer = mat.asset_key.path[-1]
         meta = {k: v.value for k, v in mat.metadata.items()}
-        entry = layers.setdefault(layer, {"partitions": 0, "rows": 0})
         if mat.partition is not None:
+            entry = layers.setdefault(layer, {"partitions": 0, "rows": 0})
             entry["partitions"] += 1
             entry["rows"] += int(meta.get("dagster/row_count", 0))
+        if layer == "production_model":
+            production = {k: meta.get(k) for k in ("model_id", "model_version", "action", "reason",
+                                                   "previous")}
         if layer == "model":
             model = {
                 "model_id": meta.get("model_id"),
+                "version": meta.get("model_version"),
                 "gate_passed": meta.get("gate_passed"),
                 "as_of": meta.get("as_of"),
                 "train_rows": meta.get("train_rows"),
@@ -86,7 +91,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
             "observed": meta.get("observed"),
             "threshold": meta.get("threshold"),
             "partitions": meta.get("failing_partitions") or (
-                "(unpartitioned)" if ev.asset_key.path[-1] == "model"
+                "(unpartitioned)" if ev.asset_key.path[-1] in ("model", "production_model")
                 else f"{start}..{end - dt.timedelta(days=1)}"
             ),
         }
@@ -105,10 +110,11 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         "run_id": result.run_id,
         "success": bool(result.success) and not failed_blocking,
         "range": {"start": start.isoformat(), "end": end.isoformat(), "as_of": as_of.isoformat()},
-        "rows": {layer: v["rows"] for layer, v in layers.items() if layer != "model"},
-        "partitions": {layer: v["partitions"] for layer, v in layers.items() if layer != "model"},
+        "rows": {layer: v["rows"] for layer, v in layers.items()},
+        "partitions": {layer: v["partitions"] for layer, v in layers.items()},
         "quarantined_rows": quarantined,
         "model": model,
+        "production": production,
         "gate": {"passed": model.get("gate_passed"),
                  "checks": [c for c in checks if is_gate_check(c["check"])]},
         "predictions_written": layers.get("predictions", {}).get("rows", 0),
@@ -129,11 +135,14 @@ def render(summary: dict[str, Any]) -> str:
     m = summary["model"]
     if m:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
-        lines.append(f"  model        {m['model_id']}  train {m['train_rows']} rows, validate "
+        lines.append(f"  model        {m.get('version')} ({m['model_id']})  train {m['train_rows']} rows, validate "
                      f"{m['validation_rows']} rows  {metrics}")
         lines.append(f"  gate         {'PASSED' if m['gate_passed'] else 'FAILED'}: " + "; ".join(
             f"{c['check']} observed {c['observed']} (needs {c['threshold']})"
             for c in summary["gate"]["checks"]))
+    p = summary.get("production")
+    if p:
+        lines.append(f"  production   {p['model_version']} ({p['model_id']}): {p['action']}; {p['reason']}")
     lines.append(f"  quarantined  {summary['quarantined_rows']} rows")
     lines.append(f"  predictions  {summary['predictions_written']} rows written")
     for c in summary["failed_checks"]:

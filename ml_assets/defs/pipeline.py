@@ -58,9 +58,14 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
         partitions_def=spec.daily,
         description=f"{cfg.name}: raw -> predictions for a range of days.",
     )
+    lifecycle_job = dg.define_asset_job(
+        name=names.lifecycle_job,
+        selection=dg.AssetSelection.assets(names.production_model),
+        description=f"{cfg.name}: promote or roll back (production_model alone).",
+    )
     return PipelineDefs(
         spec=spec,
         assets=assets,
         checks=list(dg.build_column_schema_change_checks(assets=tables)),
-        jobs=[job],
+        jobs=[job, lifecycle_job],
     )

@@ -1,0 +1,1 @@
+"""Subcommands of the `ml-assets` command line."""

@@ -1,0 +1,82 @@
+"""`ml-assets models`: list, show, promote, rollback, audit, through the real CLI on a real
+instance and model store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ml_assets import cli
+from ml_assets_tests.helpers import flights_dict, write_config
+from ml_assets_tests.test_cli import env  # noqa: F401 - the fixture
+
+
+def _json(capsys, argv):
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out)
+
+
+@pytest.fixture
+def two_models(env, capsys):  # noqa: F811
+    """v1.0.0 in production, then v1.1.0 promoted over it (a lenient tolerance)."""
+    config = write_config(env / "flights.yaml", flights_dict(promotion={"tolerance": 0.2}))
+    assert cli.main(["run", "--config", str(config), "--start", "2013-01-01", "--end", "2013-01-15",
+                     "--as-of", "2013-01-12"]) == 0
+    assert cli.main(["run", "--config", str(config), "--start", "2013-01-13", "--end", "2013-01-16",
+                     "--as-of", "2013-01-15"]) == 0
+    capsys.readouterr()
+    return config
+
+
+def test_list_show_rollback_promote_audit(two_models, capsys):
+    config = str(two_models)
+    listed = _json(capsys, ["models", "list", "--config", config, "--json"])
+    assert [v["version"] for v in listed["versions"]] == ["v1.0.0", "v1.1.0"]
+    first, second = listed["versions"]
+    assert second["aliases"] == ["production", "candidate"] and first["aliases"] == ["previous"]
+    assert set(first) >= {"version", "model_id", "created_at", "metrics", "gate_passed", "aliases"}
+    assert first["gate_passed"] is True and "roc_auc" in first["metrics"]
+
+    shown = _json(capsys, ["models", "show", "production", "--config", config, "--json"])
+    assert shown["version"] == "v1.1.0" and shown["manifest"]["config_sha256"]
+
+    back = _json(capsys, ["models", "rollback", "--config", config, "--json",
+                          "--reason", "bad canary"])
+    assert back["success"] and back["action"] == "rollback" and back["model_version"] == "v1.0.0"
+    forward = _json(capsys, ["models", "promote", "v1.1.0", "--config", config, "--json"])
+    assert forward["action"] == "promote" and forward["model_version"] == "v1.1.0"
+
+    audit = _json(capsys, ["models", "audit", "--config", config, "--json"])["entries"]
+    assert [e["action"] for e in audit][-2:] == ["rollback", "promote"]
+    assert audit[-2]["reason"] == "bad canary" and audit[-2]["actor"].startswith("user:")
+    assert cli.main(["models", "audit", "--config", config, "--limit", "1"]) == 0
+    text = capsys.readouterr().out
+    assert len(text.strip().splitlines()) == 1 and "promote" in text and "v1.0.0 -> v1.1.0" in text
+    assert cli.main(["models", "list", "--config", config]) == 0
+    assert "production,candidate" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["models", "show", "v7.0.0"], "has no model 'v7.0.0'"),
+    (["models", "promote", "nonsense"], "has no model 'nonsense'"),
+    (["models", "rollback"], "alias 'previous' is not set"),
+    (["models", "audit", "--limit", "0"], "expected a positive integer"),
+    (["models", "list", "--pipeline", "nope"], "--pipeline 'nope': no such pipeline"),
+    (["models", "dance"], "invalid choice: 'dance'"),
+])
+def test_bad_models_arguments_exit_2(env, capsys, argv, message):  # noqa: F811
+    config = write_config(env / "flights.yaml", flights_dict())
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(cli.main([*argv, "--config", str(config)]))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_empty_store_lists_nothing(env, capsys):  # noqa: F811
+    config = write_config(env / "flights.yaml", flights_dict())
+    assert _json(capsys, ["models", "list", "--config", str(config), "--json"])["versions"] == []
+    assert cli.main(["models", "audit", "--config", str(config)]) == 0
+    assert "audit log is empty" in capsys.readouterr().out
