@@ -237,14 +237,16 @@ class Drift(_Strict):
     categorical_method: Literal["jensenshannon", "chisquare", "psi"] = "jensenshannon"
     numeric_threshold: float | None = Field(default=None, gt=0, description="Default: the method's.")
     categorical_threshold: float | None = Field(default=None, gt=0, description="Default: the method's.")
-    warn_share: float = Field(default=0.3, ge=0, le=1)
-    error_share: float = Field(default=0.5, ge=0, le=1)
-    prediction_level: Literal["warn", "error"] = "error"
-    columns: list[str] | None = Field(default=None, description="Features to watch; default all.")
-    current_days: int = Field(default=1, ge=1, le=366,
-                              description="Days of features (ending at the partition) compared.")
+    warn_share: float = Field(default=0.3, gt=0, le=1)
+    error_share: float = Field(default=0.5, gt=0, le=1)
+    prediction_threshold: float | None = Field(
+        default=None, gt=0, description="Threshold of prediction drift; default: numeric_threshold.")
+    prediction_level: Literal["warn", "error"] = "warn"
+    columns: list[str] | None = Field(
+        default=None, description="Features whose drift counts toward the share; default all.")
     reference_max_rows: int = Field(default=200_000, ge=1000)
     report: Literal["always", "on_drift", "never"] = "on_drift"
+    report_max_per_run: int = Field(default=3, ge=0)
     report_sample_rows: int = Field(default=5000, ge=100)
     seed: int = 0
 
@@ -255,12 +257,49 @@ class Drift(_Strict):
         return self
 
 
+_PERCENT_RE = re.compile(r"^\s*(\d+(\.\d+)?)\s*%\s*$")
+
+
+def _tolerance_problem(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return f"expected a number or a percentage like '10%', found {value!r}"
+    if isinstance(value, int | float):
+        return None if value >= 0 else f"must be >= 0, found {value}"
+    if isinstance(value, str) and _PERCENT_RE.match(value):
+        return None
+    return f"expected a number (absolute) or a percentage like '10%' (relative), found {value!r}"
+
+
 class Monitoring(_Strict):
-    performance_tolerance: float = Field(
-        default=0.05, ge=0,
-        description="How far a day's realized metric may fall below the model's validation metric.")
-    min_rows: int = Field(default=100, ge=1,
-                          description="Days with fewer labelled rows are not judged.")
+    performance_tolerance: float | str | dict[str, float | str] = Field(
+        default="10%",
+        description=(
+            "How far a day's realized metric may fall below the model's validation value before "
+            "the check is an ERROR: a number (absolute, in the metric's units), a percentage of "
+            "the validation value ('10%'), or {metric: either}."))
+    window_days: int = Field(
+        default=7, ge=1, le=366,
+        description="Labelled days pooled for a partition's realized metrics, ending at it.")
+    min_rows: int = Field(default=500, ge=1,
+                          description="Windows with fewer out-of-sample labelled rows are not judged.")
+
+    @field_validator("performance_tolerance")
+    @classmethod
+    def _tolerances(cls, value):
+        for v in value.values() if isinstance(value, dict) else [value]:
+            problem = _tolerance_problem(v)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    def tolerance_for(self, metric: str, validation_value: float) -> float:
+        """The absolute drop allowed for `metric` whose validation value is `validation_value`."""
+        value = self.performance_tolerance
+        if isinstance(value, dict):
+            value = value.get(metric, "10%")
+        if isinstance(value, str):
+            return abs(validation_value) * float(_PERCENT_RE.match(value).group(1)) / 100
+        return float(value)
 
 
 class Automation(_Strict):
@@ -365,6 +404,11 @@ class PipelineConfig(_Strict):
             for metric in self.promotion.tolerance:
                 if metric not in self.gates:
                     fail(f"promotion.tolerance.{metric}",
+                         f"{metric!r} is not a gated metric; gated: {sorted(self.gates)}")
+        if isinstance(self.monitoring.performance_tolerance, dict):
+            for metric in self.monitoring.performance_tolerance:
+                if metric not in self.gates:
+                    fail(f"monitoring.performance_tolerance.{metric}",
                          f"{metric!r} is not a gated metric; gated: {sorted(self.gates)}")
         for i, col in enumerate(self.drift.columns or []):
             if col not in self.feature_columns:

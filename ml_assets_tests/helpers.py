@@ -123,6 +123,8 @@ def rentals_dict(uri: str, start: str = "2024-03-01", end: str = "2024-03-15", *
                      "params": {"num_boost_round": 40, "seed": 3, "min_data_in_leaf": 20}},
         "gates": {"rmse": {"max": 4.0}, "r2": {"min": 0.5}},
         "checks": {"min_rows_per_day": 1, "max_quarantine_rate": 0.05},
+        # 200 rows a day: sampling noise alone moves normalized Wasserstein by about 0.1
+        "drift": {"numeric_threshold": 0.25, "categorical_threshold": 0.2},
     }
     return deep_merge(base, over)
 
@@ -148,7 +150,7 @@ def materialize(
     built = build_pipeline(cfg)
     names = built.names
     layers = layers or ["raw", "processed", "quarantine", "features", "model", "production_model",
-                        "predictions"]
+                        "predictions", "drift", "model_performance"]
     run_config = dict(run_config or {})
     if "model" in layers and as_of is not None:
         run_config.setdefault("ops", {})[names.model_op] = {"config": {"as_of": as_of}}
@@ -173,6 +175,12 @@ def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheck
 
 def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     return sorted(name for name, e in checks_by_name(result).items() if not e.passed)
+
+
+def error_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Failed checks at ERROR severity (warnings left out)."""
+    return sorted(name for name, e in checks_by_name(result).items()
+                  if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR)
 
 
 def materializations(result: dg.ExecuteInProcessResult, layer: str) -> dict[str | None, Any]:

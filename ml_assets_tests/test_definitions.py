@@ -12,6 +12,7 @@ import dagster as dg
 
 from ml_assets.config import load_configs
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.names import PipelineNames
 from ml_assets_tests.helpers import REPO, local_storage
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
@@ -72,7 +73,9 @@ def test_two_pipelines_share_one_code_location(tmp_path):
     defs = build_definitions(configs, storage=local_storage(tmp_path))
     dg.Definitions.validate_loadable(defs)
     snapshot = graph_snapshot(defs)
-    assert snapshot["jobs"] == ["flights_pipeline", "rentals_pipeline"]
+    for name in ("flights", "rentals"):
+        names = PipelineNames(name)
+        assert {names.pipeline_job, names.lifecycle_job} <= set(snapshot["jobs"])
     assert snapshot["assets"]["rentals/predictions"]["deps"] == ["rentals/features",
                                                            "rentals/production_model"]
     assert "rentals/model:gate_rmse" in snapshot["checks"]

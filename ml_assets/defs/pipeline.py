@@ -5,6 +5,7 @@
     model        model (a candidate per materialization)
     lifecycle    production_model (promotion, rollback)
     predictions  predictions
+    monitoring   drift, model_performance
 
 `PipelineSpec` (config, names, partitions, shared policies) is what each stage receives;
 `PipelineNames` owns every name, so nothing here builds a name from a string.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
-from ml_assets.defs import features, ingest, lifecycle, model, predictions
+from ml_assets.defs import features, ingest, lifecycle, model, monitoring, predictions
 from ml_assets.defs.names import PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
@@ -50,8 +51,9 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
     spec = PipelineSpec(cfg)
     names = spec.names
     assets = [*ingest.build(spec), *features.build(spec), *model.build(spec),
-              *lifecycle.build(spec), *predictions.build(spec)]
-    tables = [names.raw, names.processed, names.features, names.predictions]
+              *lifecycle.build(spec), *predictions.build(spec), *monitoring.build(spec)]
+    tables = [names.raw, names.processed, names.features, names.predictions, names.drift,
+              names.model_performance]
     job = dg.define_asset_job(
         name=names.pipeline_job,
         selection=dg.AssetSelection.assets(*[k for a in assets for k in a.keys]),

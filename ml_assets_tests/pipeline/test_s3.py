@@ -13,7 +13,7 @@ from ml_assets.definitions import storage_for
 from ml_assets.environment import settings_from_env
 from ml_assets_tests.conftest import BUCKET
 from ml_assets_tests.helpers import (
-    failed_checks,
+    error_checks,
     materializations,
     materialize,
     rentals_dict,
@@ -36,10 +36,22 @@ def test_pipeline_on_s3_storage_and_s3_source(tmp_path, s3_endpoint, instance, m
     assert storage.tables_root == f"s3://{BUCKET}/tables"
 
     uri = f"s3://{BUCKET}/landing/rentals/{{date}}.csv"
-    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(uri)))
+    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(
+        uri, drift={"report": "always", "report_max_per_run": 1})))
     result = materialize(cfg, storage, instance, "2024-03-01", "2024-03-12", as_of="2024-03-10")
     assert result.success, step_errors(result)
-    assert failed_checks(result) == []
+    assert error_checks(result) == []
+    # the newest day's Evidently report is stored on S3 beside the drift table
+    report = materializations(result, "drift")["2024-03-12"].metadata["report"].value
+    assert report.startswith(f"s3://{BUCKET}/tables/rentals/drift/2024-03-12/report-")
+    html = client.get_object(Bucket=BUCKET, Key=report.split(f"{BUCKET}/", 1)[1])["Body"].read()
+    assert b"distance_km" in html and b"<html" in html.lower() and len(html) > 10_000
+    # every object the platform wrote is encrypted at rest (SSE-S3 by default)
+    written = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+               for o in page.get("Contents", []) if not o["Key"].startswith("landing/")]
+    assert any(k.startswith("models/") for k in written) and len(written) > 50
+    for key in written:
+        assert client.head_object(Bucket=BUCKET, Key=key).get("ServerSideEncryption") == "AES256", key
 
     preds = materializations(result, "predictions")["2024-03-11"]
     pred_uri = preds.metadata["dagster/uri"].value

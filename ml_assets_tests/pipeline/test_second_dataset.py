@@ -11,7 +11,7 @@ import pytest
 
 from ml_assets.config import load_config
 from ml_assets_tests.helpers import (
-    failed_checks,
+    error_checks,
     materializations,
     materialize,
     rentals_dict,
@@ -31,7 +31,7 @@ def test_rentals_regression_through_config_alone(tmp_path, storage, instance, mo
 
     result = materialize(cfg, storage, instance, "2024-03-01", "2024-03-12", as_of="2024-03-10")
     assert result.success, step_errors(result)
-    assert failed_checks(result) == []
+    assert error_checks(result) == []
 
     raw = materializations(result, "raw")
     assert len(raw) == 12
