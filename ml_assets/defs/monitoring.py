@@ -30,7 +30,7 @@ from ml_assets.core.monitoring import (
 )
 from ml_assets.core.registry import ModelVersion
 from ml_assets.defs.io_manager import LazyTables, TableBatch
-from ml_assets.defs.lifecycle import production_version, run_tags
+from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded, production_version, run_tags
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import TABLE_IO, PipelineSpec
@@ -222,7 +222,9 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         yield table_output(context, storage, batch, names.model_performance,
                            partition_metadata=meta)
         verdict = performance_verdict(tables, cfg)
-        yield verdict_result(verdict, names.model_performance)
+        recorded = latest_recorded(context.instance, names.production_model) or {}
+        yield verdict_result(verdict, names.model_performance,
+                             {"production_model_id": str(recorded.get(MODEL_ID, ""))})
         if verdict.level == ERROR:
             alerts.send(Alert(event="performance", pipeline=cfg.name, level="error",
                               title=f"realized performance below validation on "

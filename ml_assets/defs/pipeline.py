@@ -6,6 +6,7 @@
     lifecycle    production_model (promotion, rollback)
     predictions  predictions
     monitoring   drift, model_performance
+    automation   sensors and schedules
 
 `PipelineSpec` (config, names, partitions, shared policies) is what each stage receives;
 `PipelineNames` owns every name, so nothing here builds a name from a string.
@@ -14,11 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
-from ml_assets.defs import features, ingest, lifecycle, model, monitoring, predictions
+from ml_assets.defs import automation, features, ingest, lifecycle, model, monitoring, predictions
 from ml_assets.defs.names import PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
@@ -54,20 +56,40 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
               *lifecycle.build(spec), *predictions.build(spec), *monitoring.build(spec)]
     tables = [names.raw, names.processed, names.features, names.predictions, names.drift,
               names.model_performance]
-    job = dg.define_asset_job(
-        name=names.pipeline_job,
-        selection=dg.AssetSelection.assets(*[k for a in assets for k in a.keys]),
-        partitions_def=spec.daily,
-        description=f"{cfg.name}: raw -> predictions for a range of days.",
-    )
-    lifecycle_job = dg.define_asset_job(
-        name=names.lifecycle_job,
-        selection=dg.AssetSelection.assets(names.production_model),
-        description=f"{cfg.name}: promote or roll back (production_model alone).",
-    )
+    jobs = build_jobs(spec, [k for a in assets for k in a.keys])
+    sensors, schedules = automation.build(spec, jobs)
     return PipelineDefs(
         spec=spec,
         assets=assets,
         checks=list(dg.build_column_schema_change_checks(assets=tables)),
-        jobs=[job, lifecycle_job],
+        jobs=list(jobs.values()),
+        sensors=sensors,
+        schedules=schedules,
     )
+
+
+def build_jobs(spec: PipelineSpec, keys: list[dg.AssetKey]) -> dict[str, Any]:
+    """The pipeline's jobs: the whole graph, the daily batch, a retrain, and promotion alone."""
+    names, cfg = spec.names, spec.cfg
+    daily = [names.raw, names.processed, names.quarantine, names.features, names.predictions,
+             names.drift, names.model_performance]
+    retrain = [names.model, names.production_model, names.predictions, names.drift,
+               names.model_performance]
+    return {
+        "pipeline": dg.define_asset_job(
+            name=names.pipeline_job, selection=dg.AssetSelection.assets(*keys),
+            partitions_def=spec.daily,
+            description=f"{cfg.name}: the whole graph for a range of days (ml-assets run)."),
+        "daily": dg.define_asset_job(
+            name=names.daily_job, selection=dg.AssetSelection.assets(*daily),
+            partitions_def=spec.daily,
+            description=f"{cfg.name}: ingest, features, predictions and monitoring; no training."),
+        "retrain": dg.define_asset_job(
+            name=names.retrain_job, selection=dg.AssetSelection.assets(*retrain),
+            partitions_def=spec.daily,
+            description=(f"{cfg.name}: train a challenger (as_of), decide production, re-score "
+                         "and re-monitor the days in range.")),
+        "lifecycle": dg.define_asset_job(
+            name=names.lifecycle_job, selection=dg.AssetSelection.assets(names.production_model),
+            description=f"{cfg.name}: promote or roll back (production_model alone)."),
+    }

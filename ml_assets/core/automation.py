@@ -1,0 +1,235 @@
+"""When to retrain, and which days new files hold: the decisions behind the sensors, as pure
+functions of what is stored (check results, file listings) and the sensor's cursor.
+
+Drift episodes. A monitoring check (`feature_drift`, `prediction_drift`, `model_performance`)
+that records level ERROR against production model X opens an episode for (check, X). One retrain
+run is requested per episode (deterministic run key), however many ERROR days follow. The episode
+ends when the check records a level other than ERROR, or when production moves to another model
+(a later ERROR against the new model is a new episode). Retrains are at least `cooldown` seconds
+apart: an episode that opens during the cooldown waits, and is requested when it ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MONITORING_CHECKS = ("feature_drift", "prediction_drift", "model_performance")
+TRIGGER_OF_CHECK = {"feature_drift": "drift", "prediction_drift": "drift",
+                    "model_performance": "performance"}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One stored monitoring check result, as the sensor reads it."""
+
+    storage_id: int
+    run_id: str
+    check: str
+    level: str
+    production_model_id: str
+    error_days: list[str] = field(default_factory=list)
+    observed: float | None = None
+    drift_share: float | None = None
+
+    @classmethod
+    def from_metadata(cls, storage_id: int, run_id: str, check: str, meta: dict[str, Any]
+                      ) -> Evaluation:
+        days = [d.strip() for d in str(meta.get("error_days", "")).split(",")
+                if d.strip() and d.strip() != "none"]
+        share = meta.get("drift_share")
+        return cls(storage_id, run_id, check, str(meta.get("level", "OK")),
+                   str(meta.get("production_model_id", "")), sorted(days),
+                   _float(meta.get("observed")), _float(share) if check == "feature_drift" else None)
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Episode:
+    check: str
+    production_model_id: str
+    start_day: str
+    last_error_day: str
+    opened_by_run: str
+    observed: float | None = None
+    drift_share: float | None = None
+    run_key: str | None = None  # set once a retrain has been requested for it
+
+
+@dataclass
+class RetrainCursor:
+    """The retrain sensor's cursor: the newest result read of each check (by record id), the
+    open episodes, and when the last retrain was requested."""
+
+    seen: dict[str, int] = field(default_factory=dict)
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    last_request_at: float | None = None
+    last_run_key: str | None = None
+
+    def is_new(self, check: str, record_id: int) -> bool:
+        return record_id > self.seen.get(check, 0)
+
+    def to_json(self) -> str:
+        return json.dumps({"seen": self.seen,
+                           "episodes": {k: asdict(v) for k, v in self.episodes.items()},
+                           "last_request_at": self.last_request_at,
+                           "last_run_key": self.last_run_key}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RetrainCursor:
+        if not text:
+            return cls()
+        try:
+            doc = json.loads(text)
+            return cls({k: int(v) for k, v in doc.get("seen", {}).items()},
+                       {k: Episode(**v) for k, v in doc.get("episodes", {}).items()},
+                       doc.get("last_request_at"), doc.get("last_run_key"))
+        except (ValueError, TypeError, AttributeError):
+            return cls()  # a cursor from another version: start over (episodes re-open once)
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    run_key: str
+    trigger: str            # drift | performance
+    as_of: str              # the newest ERROR day of the episode(s)
+    start: str              # first day to re-score and re-monitor
+    end: str                # last day (inclusive)
+    checks: tuple[str, ...]
+    drift_share: float | None
+    production_model_id: str
+
+
+def run_key_of(episode: Episode) -> str:
+    return f"retrain:{episode.check}:{episode.production_model_id}:{episode.start_day}"
+
+
+def plan_retrain(
+    cursor: RetrainCursor,
+    evaluations: list[Evaluation],
+    production_model_id: str | None,
+    latest_features_day: str | None,
+    now: float,
+    cooldown_seconds: float,
+) -> tuple[RetrainCursor, RetrainRequest | None, list[str]]:
+    """Read new check results into episodes; request at most one retrain. Returns the new
+    cursor, the request (or None) and what happened, for the tick's log or SkipReason."""
+    notes: list[str] = []
+    episodes = dict(cursor.episodes)
+    seen = dict(cursor.seen)
+    for ev in sorted(evaluations, key=lambda e: e.storage_id):
+        if ev.check not in MONITORING_CHECKS or ev.storage_id <= seen.get(ev.check, 0):
+            continue
+        seen[ev.check] = ev.storage_id
+        open_ep = episodes.get(ev.check)
+        if production_model_id and ev.production_model_id and ev.production_model_id != production_model_id:
+            notes.append(f"{ev.check} {ev.level} from run {ev.run_id[:8]} was measured against "
+                         f"model {ev.production_model_id}, not production {production_model_id}: ignored")
+            continue
+        if ev.level != "ERROR":
+            if open_ep is not None:
+                notes.append(f"{ev.check} is {ev.level} again (run {ev.run_id[:8]}): the episode "
+                             f"from {open_ep.start_day} ended")
+                episodes.pop(ev.check)
+            continue
+        if not ev.error_days:
+            notes.append(f"{ev.check} ERROR from run {ev.run_id[:8]} names no day: ignored")
+            continue
+        if open_ep is not None and open_ep.production_model_id == ev.production_model_id:
+            open_ep.last_error_day = max(open_ep.last_error_day, ev.error_days[-1])
+            notes.append(f"{ev.check} ERROR on {', '.join(ev.error_days)} continues the episode "
+                         f"from {open_ep.start_day}" + (f" (retrain {open_ep.run_key} already "
+                                                        "requested)" if open_ep.run_key else ""))
+            continue
+        episodes[ev.check] = Episode(ev.check, ev.production_model_id, ev.error_days[0],
+                                     ev.error_days[-1], ev.run_id, ev.observed, ev.drift_share)
+        notes.append(f"{ev.check} ERROR on {', '.join(ev.error_days)} against "
+                     f"{ev.production_model_id}: a new drift episode")
+    new = RetrainCursor(seen, episodes, cursor.last_request_at, cursor.last_run_key)
+    pending = sorted((e for e in episodes.values() if e.run_key is None),
+                     key=lambda e: (e.start_day, MONITORING_CHECKS.index(e.check)))
+    if not pending:
+        if not notes:
+            notes.append("no new monitoring check results" if not episodes else
+                         "open episodes already have their retrain: "
+                         + ", ".join(f"{e.check} since {e.start_day} ({e.run_key})"
+                                     for e in episodes.values()))
+        return new, None, notes
+    if latest_features_day is None:
+        notes.append("an episode is open but no features partition is materialized to train on")
+        return new, None, notes
+    if cursor.last_request_at is not None and now - cursor.last_request_at < cooldown_seconds:
+        wait_until = dt.datetime.fromtimestamp(cursor.last_request_at + cooldown_seconds, dt.UTC)
+        notes.append(f"cooldown: the last retrain ({cursor.last_run_key}) was requested "
+                     f"{now - cursor.last_request_at:.0f} s ago; the next is allowed at "
+                     f"{wait_until.isoformat(timespec='seconds')} (automation.cooldown_seconds="
+                     f"{cooldown_seconds:g}); pending: "
+                     + ", ".join(f"{e.check} since {e.start_day}" for e in pending))
+        return new, None, notes
+    first = pending[0]
+    run_key = run_key_of(first)
+    as_of = min(max(e.last_error_day for e in pending), latest_features_day)
+    start = min(min(e.start_day for e in pending), as_of)
+    shares = [e.drift_share for e in pending if e.drift_share is not None]
+    request = RetrainRequest(
+        run_key=run_key, trigger=TRIGGER_OF_CHECK[first.check], as_of=as_of, start=start,
+        end=max(latest_features_day, as_of), checks=tuple(e.check for e in pending),
+        drift_share=max(shares) if shares else None, production_model_id=first.production_model_id)
+    for e in pending:
+        e.run_key = run_key
+    new.last_request_at, new.last_run_key = now, run_key
+    notes.append(f"retrain requested ({run_key}): as_of {as_of}, re-scoring {start}..{request.end}")
+    return new, request, notes
+
+
+# ---------------------------------------------------------------- new files
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def date_pattern(uri_pattern: str) -> tuple[str, re.Pattern] | None:
+    """For a `{date}` source URI: the glob that lists every day's file and a regex that reads the
+    day back from a matching URI. None for a plain glob."""
+    if "{date}" not in uri_pattern:
+        return None
+    glob = uri_pattern.replace("{date}", "????-??-??")
+    parts = [re.escape(p) for p in uri_pattern.split("{date}")]
+    regex = "(?P<date>\\d{4}-\\d{2}-\\d{2})".join(
+        p.replace(r"\*", "[^/]*").replace(r"\?", "[^/]") for p in parts)
+    return glob, re.compile(f"^{regex}$")
+
+
+def file_version(size: int, modified: str | float, etag: str | None = None) -> str:
+    """What identifies one version of a landing file: its etag if the store has one, else its
+    size and modification time."""
+    return etag.strip('"') if etag else f"{size}:{modified}"
+
+
+def days_between(first: dt.date, last: dt.date) -> list[str]:
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
+    """['2024-03-01', '2024-03-02', '2024-03-05'] -> [('2024-03-01', '2024-03-02'), ('2024-03-05', '2024-03-05')]."""
+    out: list[tuple[str, str]] = []
+    for day in sorted(set(days)):
+        if out and dt.date.fromisoformat(day) - dt.date.fromisoformat(out[-1][1]) == dt.timedelta(days=1):
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
+
+
+def new_data_run_key(files: dict[str, str]) -> str:
+    """A run key from the files (uri -> version) a run ingests: the same files, the same key."""
+    text = "\n".join(f"{u}@{v}" for u, v in sorted(files.items()))
+    return "new_data:" + hashlib.sha256(text.encode()).hexdigest()[:24]

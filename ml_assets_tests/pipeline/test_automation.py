@@ -1,0 +1,189 @@
+"""Sensors and schedules evaluated on a real instance (build_sensor_context /
+build_schedule_context), and the runs they request executed for real."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from ml_assets.config import load_config
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.names import PipelineNames
+from ml_assets.defs.resources import AlertsResource
+from ml_assets_tests.helpers import (
+    checks_by_name,
+    materializations,
+    materialize,
+    rentals_dict,
+    rentals_frame,
+    step_errors,
+    write_config,
+    write_rentals,
+)
+
+NAMES = PipelineNames("rentals")
+
+
+def shifted(day: dt.date, rows: int, seed: int) -> pd.DataFrame:
+    """A day whose inputs moved: longer rides, warmer, everyone at the harbor."""
+    frame = rentals_frame(day, rows, seed)
+    frame["distance_km"] = (frame["distance_km"].astype(float) * 3).round(3).astype(str)
+    frame["temperature_c"] = (frame["temperature_c"].astype(float) + 12).clip(upper=49).astype(str)
+    frame["station"] = "harbor"
+    return frame
+
+
+@pytest.fixture
+def landing(tmp_path, monkeypatch):
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
+    folder = tmp_path / "landing"
+    write_rentals(folder, dt.date(2024, 3, 1), days=10, rows=300)
+    cfg = load_config(write_config(tmp_path / "rentals.yaml", rentals_dict(
+        str(folder / "{date}.csv"), automation={"cooldown_seconds": 0})))
+    return folder, cfg
+
+
+def _defs(cfg, storage, alerts=None):
+    return build_definitions([cfg], storage=storage, alerts=alerts or AlertsResource())
+
+
+def _sensor(defs, name):
+    return defs.resolve_sensor_def(name)
+
+
+def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhook):
+    folder, cfg = landing
+    alerts = AlertsResource(webhook_url=webhook.url)
+    defs = _defs(cfg, storage, alerts)
+    first = materialize(cfg, storage, instance, "2024-03-01", "2024-03-10", as_of="2024-03-10",
+                        alerts=alerts)
+    assert first.success, step_errors(first)
+    new_data = _sensor(defs, NAMES.new_data_sensor)
+    retrain = _sensor(defs, NAMES.drift_retrain_sensor)
+
+    # files already ingested: nothing to do, and the cursor remembers them
+    ctx = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+    result = new_data.evaluate_tick(ctx)
+    assert not result.run_requests and "already materialized" in result.skip_message
+    cursor = result.cursor
+
+    # a new stable day and a shifted day arrive (copies; nothing is edited in place)
+    rentals_frame(dt.date(2024, 3, 11), 300, seed=11).to_csv(folder / "2024-03-11.csv", index=False)
+    shifted(dt.date(2024, 3, 12), 300, seed=12).to_csv(folder / "2024-03-12.csv", index=False)
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage})
+    result = new_data.evaluate_tick(ctx)
+    [request] = result.run_requests
+    assert request.tags["ml_assets/trigger"] == "new_data"
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-03-11"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-03-12"
+    assert request.tags["ml_assets/partition"] == "2024-03-12"
+    assert request.run_key.startswith("new_data:")
+    # the same files again: no new request
+    again = new_data.evaluate_tick(dg.build_sensor_context(
+        instance=instance, cursor=result.cursor, resources={"storage": storage}))
+    assert not again.run_requests
+
+    # run what the sensor asked for, as the daemon would
+    daily = defs.resolve_job_def(NAMES.daily_job)
+    run = daily.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
+    assert run.success, step_errors(run)
+    drift = checks_by_name(run)["drift.feature_drift"]
+    assert drift.metadata["level"].value == "ERROR"
+    assert drift.metadata["error_days"].value == "2024-03-12"
+    assert "distance_km" in drift.metadata["drifted_columns"].value
+    assert drift.severity == dg.AssetCheckSeverity.ERROR
+    assert "drift" in webhook.events()
+    day11 = materializations(run, "drift")["2024-03-11"].metadata
+    assert day11["level"].value == "OK" and isinstance(day11["drift_share"].value, float)
+
+    # the retrain sensor reads the stored result: one run for the episode
+    tick = retrain.evaluate_tick(dg.build_sensor_context(instance=instance))
+    [retrain_request] = tick.run_requests
+    tags = retrain_request.tags
+    assert tags["ml_assets/trigger"] == "drift" and tags["ml_assets/pipeline"] == "rentals"
+    assert tags["ml_assets/partition"] == "2024-03-12"
+    assert float(tags["ml_assets/drift_share"]) >= 0.5
+    assert retrain_request.run_config["ops"][NAMES.model_op]["config"]["as_of"] == "2024-03-12"
+    second = retrain.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
+    assert not second.run_requests and "no new monitoring check results" in second.skip_message \
+        or "already have their retrain" in second.skip_message
+
+    # the retrain run: a challenger decided against the champion, audited; days re-scored
+    job = defs.resolve_job_def(NAMES.retrain_job)
+    retrained = job.execute_in_process(instance=instance, tags=tags,
+                                       run_config=retrain_request.run_config, raise_on_error=False)
+    assert retrained.success or "gate" in step_errors(retrained), step_errors(retrained)
+    audit = storage.models().audit("rentals")
+    assert audit[-1]["action"] in ("promote", "reject")
+    assert audit[-1]["details"]["trigger"] == "drift"
+    assert audit[-1]["actor"] == "dagster:ui-or-api" or audit[-1]["actor"].startswith("sensor:")
+
+
+def test_run_failure_sensor_alerts_and_never_fails_on_a_dead_webhook(landing, storage, instance, webhook):
+    folder, cfg = landing
+    (folder / "2024-03-05.csv").unlink()  # a missing day file: the raw step fails
+    for url in (webhook.url, "http://127.0.0.1:9/nothing-listens-here"):
+        defs = _defs(cfg, storage, AlertsResource(webhook_url=url, timeout_seconds=1))
+        run = defs.resolve_job_def(NAMES.daily_job).execute_in_process(
+            instance=instance, tags={"dagster/asset_partition_range_start": "2024-03-04",
+                                     "dagster/asset_partition_range_end": "2024-03-06"},
+            raise_on_error=False)
+        assert not run.success
+        sensor = defs.resolve_sensor_def(NAMES.run_failure_sensor)
+        record = instance.get_run_record_by_id(run.run_id)
+        failure = next(e for e in instance.all_logs(run.run_id)
+                       if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE)
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name=NAMES.run_failure_sensor, dagster_instance=instance,
+            dagster_run=record.dagster_run, dagster_event=failure.dagster_event,
+            resources={"alerts": AlertsResource(webhook_url=url, timeout_seconds=1)},
+        ).for_run_failure()
+        sensor(ctx)  # a dead webhook is logged, never raised
+    [alert] = [r for r in webhook.received if r["ml_assets"]["event"] == "run_failure"]
+    assert alert["ml_assets"]["pipeline"] == "rentals" and "failed" in alert["text"]
+
+
+def test_daily_and_retrain_schedules(landing, storage, instance):
+    folder, cfg = landing
+    defs = _defs(cfg, storage)
+    daily = defs.resolve_schedule_def(NAMES.daily_schedule)
+    when = dt.datetime(2024, 4, 2, 6, tzinfo=dt.UTC)
+    [request] = daily.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when)).run_requests
+    assert request.tags["ml_assets/partition"] == "2024-03-01"  # nothing ingested yet: the first day
+    assert request.tags["ml_assets/trigger"] == "schedule"
+    assert materialize(cfg, storage, instance, "2024-03-01", "2024-03-03",
+                       layers=["raw", "processed", "quarantine", "features"]).success
+    [request] = daily.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when)).run_requests
+    assert request.tags["ml_assets/partition"] == "2024-03-04"
+    retrain = defs.resolve_schedule_def(NAMES.retrain_schedule)
+    [request] = retrain.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=when)).run_requests
+    assert request.run_config["ops"][NAMES.model_op]["config"]["as_of"] == "2024-03-03"
+    assert request.tags["ml_assets/trigger"] == "schedule"
+
+
+def test_every_sensor_and_schedule_starts_running(landing, storage):
+    _, cfg = landing
+    defs = _defs(cfg, storage)
+    for sensor in defs.sensors:
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING, sensor.name
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING, schedule.name
+    assert defs.resolve_sensor_def(NAMES.drift_retrain_sensor).minimum_interval_seconds == 60
+
+
+def test_sensor_interval_comes_from_config(tmp_path, storage):
+    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(
+        str(tmp_path / "{date}.csv"), automation={"sensor_interval_seconds": 7,
+                                                   "daily_cron": None})))
+    defs = _defs(cfg, storage)
+    assert defs.resolve_sensor_def(NAMES.drift_retrain_sensor).minimum_interval_seconds == 7
+    assert [s.name for s in defs.schedules] == [NAMES.retrain_schedule]
+    _ = (os, time)
