@@ -181,6 +181,17 @@ class Checks(_Strict):
     max_quarantine_rate: float = Field(default=0.05, ge=0, le=1)
 
 
+class Backfill(_Strict):
+    max_partitions_per_run: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Partitions per run of a backfill (BackfillPolicy.multi_run(N)); the chunks run "
+            "concurrently under the run coordinator's limits. None: the whole range in one run."
+        ),
+    )
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -195,6 +206,7 @@ class PipelineConfig(_Strict):
     training: Training
     gates: dict[str, Threshold]
     checks: Checks = Field(default_factory=Checks)
+    backfill: Backfill = Field(default_factory=Backfill)
     owners: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

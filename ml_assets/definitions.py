@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from ml_assets.config import PipelineConfig, load_configs
+from ml_assets.defs.executors import executor_from_env
 from ml_assets.defs.io_manager import TableIOManager
 from ml_assets.defs.pipeline import build_pipeline
 from ml_assets.defs.resources import StorageResource
@@ -38,6 +39,7 @@ def build_definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
+        executor=executor_from_env(),
         resources={"storage": storage, "table_io_manager": TableIOManager(storage=storage)},
     )
 

@@ -20,6 +20,7 @@ from ml_assets.core.sources import SourceError, read_source
 from ml_assets.core.training import TrainingError, train
 from ml_assets.defs.io_manager import LazyTables, TableBatch
 from ml_assets.defs.lineage import latest_versions
+from ml_assets.defs.policies import backfill_policy, training_pool
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.tables import check_result, metadata_value, partitions_of, table_output
 
@@ -56,7 +57,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
     daily = dg.DailyPartitionsDefinition(
         start_date=cfg.partitions.start.isoformat(), end_date=cfg.partitions.end.isoformat()
     )
-    single_run = dg.BackfillPolicy.single_run()
+    single_run = backfill_policy(cfg)
     owners = list(cfg.owners)
     tags = {"pipeline": cfg.name}
     nullable_columns = [c for c, s in cfg.columns.items() if s.nullable and c in expected_columns(cfg)]
@@ -188,6 +189,7 @@ def build_pipeline(cfg: PipelineConfig) -> dict:
     @dg.asset(
         key=k["model"], deps=[k["features"]], group_name="model", kinds={"lightgbm"},
         owners=owners, tags=tags,
+        pool=training_pool(cfg),
         description=(f"{cfg.name}: LightGBM ({cfg.target.task}) on the trailing "
                      f"{cfg.training.window_days} days of features, validated on the last "
                      f"{cfg.training.validation_days}. Each materialization is a new model."),
