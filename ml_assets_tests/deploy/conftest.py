@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from ml_assets.instance import init_instance
@@ -27,4 +28,6 @@ def pg_home(tmp_path, pg_env, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("DAGSTER_INSTANCE_CONFIG", raising=False)
     init_instance(home, force=True)
+    with dg.DagsterInstance.get():  # creates the schema once, before processes race to do it
+        pass
     return home

@@ -24,6 +24,14 @@ RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 
 
+def env_with_bin(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: os.environ) with the venv's bin first on PATH, as in the image, where
+    tools that start other tools (dagster-celery starts `celery`) find them."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
