@@ -163,16 +163,17 @@ def chosen_config(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
 def init_instance(home: str | os.PathLike[str] | None = None,
                   environ: Mapping[str, str] | None = None, force: bool = False) -> Path:
     """Write the chosen config to `home/dagster.yaml` (home: $DAGSTER_HOME). An existing file is
-    kept unless `force`: containers pass force, so ENV decides at every start."""
+    kept unless `force` (a container starts with none, so ENV decides; a file the platform
+    mounts, like the Helm chart's, wins)."""
     e = os.environ if environ is None else environ
     home = home or e.get("DAGSTER_HOME")
     if not home:
         raise InstanceConfigError("DAGSTER_HOME is not set: it is where dagster.yaml is written")
-    _, text = chosen_config(e)
     target = Path(home) / "dagster.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not force:
         return target
+    _, text = chosen_config(e)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".yaml.tmp")
     tmp.write_text(text)
     tmp.replace(target)
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "render":
             sys.stdout.write(render(args.kind))
         elif args.command == "init":
+            home = Path(args.home or os.environ.get("DAGSTER_HOME") or ".")
+            if (home / "dagster.yaml").exists() and not args.force:
+                print(f"instance config: keeping {home / 'dagster.yaml'}")
+                return 0
             source, _ = chosen_config()
             path = init_instance(args.home, force=args.force)
             print(f"instance config {source}: {path}")

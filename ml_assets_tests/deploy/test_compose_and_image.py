@@ -130,6 +130,7 @@ def local_compose(pg_home, tmp_path):
     assert server["host"] == "code-server"
     server.update(host="127.0.0.1", port=ports["4000"])
     (pg_home / "workspace.yaml").write_text(yaml.safe_dump(workspace))
+    (pg_home / "dagster.yaml").unlink()  # as in a new container: the entrypoint writes it
     env = services.env_with_bin()
     env.pop("DAGSTER_INSTANCE_CONFIG", None)
     entrypoint = [str(REPO / "deploy" / "docker" / "entrypoint.sh")]
