@@ -21,7 +21,7 @@ import pytest
 BIN = Path(sys.executable).parent
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 RABBIT_HOST, RABBIT_PORT = "127.0.0.1", 5672
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/google-chrome")
 
 
 def env_with_bin(env: dict[str, str] | None = None) -> dict[str, str]:
