@@ -157,10 +157,8 @@ class Processes:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for _, proc, _ in reversed(self.procs):
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):

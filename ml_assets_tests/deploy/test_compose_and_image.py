@@ -7,7 +7,6 @@ check."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import urllib.request

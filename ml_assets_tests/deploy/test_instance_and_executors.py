@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from ml_assets.config import ConfigError, load_config
+from ml_assets.definitions import build_definitions
 from ml_assets.defs.executors import ExecutorConfigError, executor_from_env
 from ml_assets.defs.pipeline import build_pipeline
-from ml_assets.definitions import build_definitions
 from ml_assets.instance import (
     InstanceConfigError,
     chosen_config,

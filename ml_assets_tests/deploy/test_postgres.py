@@ -11,9 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
-import time
 
 import dagster as dg
 import pytest
