@@ -80,6 +80,7 @@ def _open(page, url: str):
 def test_the_ui_in_a_real_browser(ui):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=60_000)  # a loaded 2-core machine lays out graphs slowly
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     groups = assets_by_group(ui["config"])
     assert set(GROUPS) <= set(groups), f"the code location has groups {sorted(groups)}"
