@@ -34,12 +34,14 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo test ui bench lint lock clean
+.PHONY: help venv dagster-home demo test test-fast deploy-check ui bench lint lock clean
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
 	@echo "make demo          run the asset graph end to end on the sample window"
 	@echo "make test          run the test suite"
+	@echo "make test-fast     the suite without PostgreSQL, Celery, browser and process tests"
+	@echo "make deploy-check  validate docker-compose.yml, Dockerfile, workflow, Helm values, IAM"
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
 	@echo "make bench         run benchmarks/run.py"
 	@echo "make lint          ruff check"
@@ -70,6 +72,15 @@ demo: venv dagster-home
 
 test: venv dagster-home
 	$(BIN)/python -m pytest -q
+
+test-fast: venv dagster-home
+	$(BIN)/python -m pytest -q -m "not postgres and not celery and not browser and not processes"
+
+deploy-check: venv
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/python -m pytest -q ml_assets_tests/deploy/test_helm.py ml_assets_tests/deploy/test_iam.py
 
 ui: venv dagster-home
 	$(BIN)/dagster dev -w workspace.yaml

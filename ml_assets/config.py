@@ -331,6 +331,16 @@ class Automation(_Strict):
             raise ValueError(f"unknown time zone {value!r} (an IANA name like UTC or Europe/Paris)") from None
         return value
 
+class Backfill(_Strict):
+    max_partitions_per_run: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Partitions per run of a backfill (BackfillPolicy.multi_run(N)); the chunks run "
+            "concurrently under the run coordinator's limits. None: the whole range in one run."
+        ),
+    )
+
 
 class PipelineConfig(_Strict):
     name: str
@@ -346,6 +356,7 @@ class PipelineConfig(_Strict):
     training: Training
     gates: dict[str, Threshold]
     checks: Checks = Field(default_factory=Checks)
+    backfill: Backfill = Field(default_factory=Backfill)
     owners: list[str] = Field(default_factory=list)
     promotion: Promotion = Field(default_factory=Promotion)
     drift: Drift = Field(default_factory=Drift)

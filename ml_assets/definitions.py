@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from ml_assets.config import PipelineConfig, load_configs
+from ml_assets.defs.executors import executor_from_env
 from ml_assets.defs.io_manager import TableIOManager
 from ml_assets.defs.pipeline import build_pipeline
 from ml_assets.defs.resources import AlertsResource, StorageResource
@@ -54,6 +55,7 @@ def build_definitions(
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
+        executor=executor_from_env(),
         resources={"storage": storage, "alerts": alerts,
                    "table_io_manager": TableIOManager(storage=storage)},
     )

@@ -43,7 +43,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=names.model, deps=[names.features], group_name="model", kinds={"lightgbm"},
-        owners=spec.owners, tags=spec.tags,
+        owners=spec.owners, tags=spec.tags, pool=spec.training_pool,
         description=(f"{cfg.name}: LightGBM ({cfg.target.task}) on the trailing "
                      f"{cfg.training.window_days} days of features, validated on the last "
                      f"{cfg.training.validation_days}. Each materialization is a new model."),

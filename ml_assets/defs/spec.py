@@ -10,6 +10,7 @@ import dagster as dg
 
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import PipelineNames
+from ml_assets.defs.policies import backfill_policy, training_pool
 
 #: The IO manager resource key of every table asset.
 TABLE_IO = "table_io_manager"
@@ -42,8 +43,13 @@ class PipelineSpec:
 
     @property
     def backfill_policy(self) -> dg.BackfillPolicy:
-        """A backfill of many days is one run: one process start, one step per asset."""
-        return dg.BackfillPolicy.single_run()
+        """A backfill of many days is one run (one process start, one step per asset), or runs
+        of `backfill.max_partitions_per_run` days when set."""
+        return backfill_policy(self.cfg)
+
+    @property
+    def training_pool(self) -> str:
+        return training_pool(self.cfg)
 
     def check_specs(self, key: dg.AssetKey, specs: dict[str, tuple[bool, str]]
                     ) -> list[dg.AssetCheckSpec]:
