@@ -37,7 +37,16 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
         for check in checks_def.check_specs:
             checks[f"{check.asset_key.to_user_string()}:{check.name}"] = {"blocking": check.blocking}
     jobs = sorted(j.name for j in defs.jobs or [])
-    return {"assets": dict(sorted(assets.items())), "checks": dict(sorted(checks.items())), "jobs": jobs}
+    automation = {}
+    for sensor in defs.sensors or []:
+        automation[sensor.name] = {"kind": "sensor", "default_status": sensor.default_status.value,
+                                   "interval_s": sensor.minimum_interval_seconds,
+                                   "job": sensor.job_name if sensor.has_jobs else None}
+    for schedule in defs.schedules or []:
+        automation[schedule.name] = {"kind": "schedule", "default_status": schedule.default_status.value,
+                                     "cron": schedule.cron_schedule, "job": schedule.job_name}
+    return {"assets": dict(sorted(assets.items())), "checks": dict(sorted(checks.items())),
+            "jobs": jobs, "automation": dict(sorted(automation.items()))}
 
 
 def test_asset_graph_matches_snapshot(tmp_path):

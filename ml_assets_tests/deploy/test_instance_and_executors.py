@@ -146,9 +146,9 @@ def test_celery_without_a_broker_is_named():
 def test_backfill_chunks_from_config():
     default = build_pipeline(flights_config())
     chunked = build_pipeline(flights_config(backfill={"max_partitions_per_run": 7}))
-    assert {str(a.backfill_policy) for a in default["assets"] if a.backfill_policy} == {
+    assert {str(a.backfill_policy) for a in default.assets if a.backfill_policy} == {
         str(dg.BackfillPolicy.single_run())}
-    policies = [a.backfill_policy for a in chunked["assets"] if a.partitions_def is not None]
+    policies = [a.backfill_policy for a in chunked.assets if a.partitions_def is not None]
     assert policies and all(p.max_partitions_per_run == 7 for p in policies)
 
 
