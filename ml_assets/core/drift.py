@@ -765,9 +765,10 @@ def evidently_drift(
     """The same comparison run by Evidently 0.7.23 itself, on all rows: `Report([DataDriftPreset(...)],
     include_tests=True)` with the pinned methods and thresholds (or, with `preset=False`, one
     `ValueDrift` per column, which computes each column once instead of about three times). Scores
-    are the `ValueDrift` values; verdicts are its tests (FAIL = drift). Columns Evidently would raise
-    on are returned not evaluated, as `dataset_drift` does. Slow and memory-hungry: the ground truth
-    for tests and benchmarks, or an engine for small data."""
+    are the `ValueDrift` values; verdicts are its tests (FAIL = drift); the row counts are counted as
+    `dataset_drift` counts them (Evidently does not report them). Columns Evidently would raise on
+    are left out of its run and returned not evaluated, as `dataset_drift` does. Slow and
+    memory-hungry: the ground truth for tests and benchmarks, or an engine for small data."""
     _check_columns(reference, current, numeric, categorical)
     skips = _evidently_skips(reference, current, numeric, categorical, settings)
     run_numeric = [c for c in numeric if c not in skips]
