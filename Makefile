@@ -34,7 +34,7 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo test test-fast deploy-check ui bench lint lock clean
+.PHONY: help venv dagster-home demo drift-demo drift-ui test test-fast deploy-check ui bench lint lock clean
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -42,6 +42,8 @@ help:
 	@echo "make test          run the test suite"
 	@echo "make test-fast     the suite without PostgreSQL, Celery, browser and process tests"
 	@echo "make deploy-check  validate docker-compose.yml, Dockerfile, workflow, Helm values, IAM"
+	@echo "make drift-demo    the closed loop on real seasonal drift, under the daemon"
+	@echo "make drift-ui      the Dagster UI on the drift demo's instance"
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
 	@echo "make bench         run benchmarks/run.py"
 	@echo "make lint          ruff check"
@@ -69,6 +71,13 @@ dagster-home:
 
 demo: venv dagster-home
 	$(BIN)/ml-assets run --start 2013-01-01 --end 2013-05-01 --as-of 2013-03-31
+
+drift-demo: venv
+	$(BIN)/python -m ml_assets.drift_demo
+
+drift-ui: venv
+	DAGSTER_HOME=$(CURDIR)/.drift_demo/dagster_home DATA_PATH=$(CURDIR)/.drift_demo/tables \
+	MODEL_PATH=$(CURDIR)/.drift_demo/models $(BIN)/dagster dev -w workspace.yaml
 
 test: venv dagster-home
 	$(BIN)/python -m pytest -q

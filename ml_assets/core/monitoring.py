@@ -213,17 +213,19 @@ def realized_performance(day: str, window_rows: pd.DataFrame, models: dict[str, 
                          config: PipelineConfig) -> pd.DataFrame:
     """The realized metrics, over the labelled rows of the trailing `monitoring.window_days`
     ending at `day` (`window_rows`, from `labelled_predictions`), of each model version that
-    scored them, beside that model's validation metrics. Rows of days inside a model's own
-    training window are left out for that model (in-sample). `models`: model_id -> sidecar.
-    One row per (model, gated metric)."""
+    scored them, beside that model's validation metrics. Only days after a model's training
+    window count for it: those it could have served. Days inside the window are in-sample, and
+    days before it were scored after the fact (a backfill), so both are left out for that model.
+    `models`: model_id -> sidecar. One row per (model, gated metric)."""
     m = config.monitoring
     out = []
     days = sorted(window_rows["day"].unique()) if len(window_rows) else [day]
     span = f"{days[0]}..{days[-1]}"
     for model_id, rows in window_rows.groupby("model_id", sort=True) if len(window_rows) else []:
         sidecar = models.get(str(model_id), {})
-        trained = set(sidecar.get("train_days", [])) | set(sidecar.get("validation_days", []))
-        rows = rows[~rows["day"].isin(trained)]
+        window = [*sidecar.get("train_days", []), *sidecar.get("validation_days", [])]
+        if window:
+            rows = rows[rows["day"] > max(window)]
         realized = (compute_metrics(config.target.task, rows["label"].to_numpy(),
                                     rows["prediction"].to_numpy()) if len(rows) else {})
         for metric in config.gates:
@@ -233,7 +235,8 @@ def realized_performance(day: str, window_rows: pd.DataFrame, models: dict[str, 
             tolerance = m.tolerance_for(metric, expected) if not math.isnan(expected) else math.nan
             note = ""
             if not len(rows):
-                note = "every row of the window is in the model's training window: not judged"
+                note = ("no day of the window comes after the model's training window (days it "
+                        "could have served): not judged")
             elif len(rows) < m.min_rows:
                 note = f"{len(rows)} labelled rows < monitoring.min_rows={m.min_rows}: not judged"
             elif math.isnan(got) or math.isnan(expected):

@@ -31,6 +31,8 @@ TAG_PARTITION = "ml_assets/partition"
 TAG_DRIFT_SHARE = "ml_assets/drift_share"
 TAG_ACTOR = "ml_assets/actor"
 TAG_LAUNCHED_BY = "ml_assets/launched_by"
+#: On runs that train: the instance admits one queued run per value (pipeline) at a time.
+TAG_TRAINING = "ml_assets/training"
 TRIGGERS = ("drift", "performance", "schedule", "new_data", "manual")
 
 # Dagster's own tags for a single-run backfill of a partition range.

@@ -21,7 +21,7 @@ import dagster as dg
 
 from ml_assets.config import PipelineConfig
 from ml_assets.defs import automation, features, ingest, lifecycle, model, monitoring, predictions
-from ml_assets.defs.names import PipelineNames
+from ml_assets.defs.names import TAG_TRAINING, PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
 
@@ -78,7 +78,7 @@ def build_jobs(spec: PipelineSpec, keys: list[dg.AssetKey]) -> dict[str, Any]:
     return {
         "pipeline": dg.define_asset_job(
             name=names.pipeline_job, selection=dg.AssetSelection.assets(*keys),
-            partitions_def=spec.daily,
+            partitions_def=spec.daily, tags={TAG_TRAINING: cfg.name},
             description=f"{cfg.name}: the whole graph for a range of days (ml-assets run)."),
         "daily": dg.define_asset_job(
             name=names.daily_job, selection=dg.AssetSelection.assets(*daily),
@@ -86,7 +86,7 @@ def build_jobs(spec: PipelineSpec, keys: list[dg.AssetKey]) -> dict[str, Any]:
             description=f"{cfg.name}: ingest, features, predictions and monitoring; no training."),
         "retrain": dg.define_asset_job(
             name=names.retrain_job, selection=dg.AssetSelection.assets(*retrain),
-            partitions_def=spec.daily,
+            partitions_def=spec.daily, tags={TAG_TRAINING: cfg.name},
             description=(f"{cfg.name}: train a challenger (as_of), decide production, re-score "
                          "and re-monitor the days in range.")),
         "lifecycle": dg.define_asset_job(

@@ -4,6 +4,7 @@ call them."""
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
+from ml_assets.defs.names import TAG_TRAINING
 
 
 def backfill_policy(cfg: PipelineConfig) -> dg.BackfillPolicy:
@@ -16,7 +17,7 @@ def backfill_policy(cfg: PipelineConfig) -> dg.BackfillPolicy:
 
 #: Run tag that marks a run as training `<pipeline>`; the production instance's run coordinator
 #: admits one queued run per value at a time (`tag_concurrency_limits`).
-TRAINING_TAG = "ml_assets/training"
+TRAINING_TAG = TAG_TRAINING
 
 
 def training_pool(cfg: PipelineConfig) -> str:
