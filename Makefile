@@ -34,7 +34,7 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo drift-demo drift-ui test test-fast deploy-check ui bench lint lock clean
+.PHONY: help venv dagster-home demo drift-demo drift-ui bench-drift test test-fast deploy-check ui bench lint lock clean
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -46,6 +46,7 @@ help:
 	@echo "make drift-ui      the Dagster UI on the drift demo's instance"
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
 	@echo "make bench         run benchmarks/run.py"
+	@echo "make bench-drift   the drift engine against Evidently's DataDriftPreset (1M x 20)"
 	@echo "make lint          ruff check"
 	@echo "make lock          regenerate requirements.lock with uv $(UV_VERSION)"
 	@echo "make clean         remove .venv, .dagster_home and .data"
@@ -96,6 +97,9 @@ ui: venv dagster-home
 
 bench: venv dagster-home
 	$(BIN)/python benchmarks/run.py
+
+bench-drift: venv
+	$(BIN)/python benchmarks/drift_bench.py
 
 lint: venv
 	$(BIN)/ruff check ml_assets ml_assets_tests benchmarks

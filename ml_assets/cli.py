@@ -4,6 +4,7 @@
                   [--json] [--log-level LEVEL]
     ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
                   [--config PATH] [--pipeline NAME] [--json]
+    ml-assets instance init [--home DIR] [--force] | check | render sqlite|postgres
 
 `run` materializes raw -> processed -> features -> model -> production_model -> predictions and
 monitoring for the daily partitions in [start, end) as one single-run backfill, recorded in the
@@ -72,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("ref", metavar="VERSION", nargs="?", help="default: the previous alias")
     rollback.add_argument("--force", action="store_true", help="allow a model that failed its gates")
     rollback.add_argument("--reason", help="why (written to the audit log)")
+    inst = sub.add_parser("instance", help="choose, write and check the Dagster instance config "
+                          "(init [--home DIR] [--force] | check | render sqlite|postgres)",
+                          add_help=False)
+    inst.add_argument("args", nargs=argparse.REMAINDER)
     audit = common(msub.add_parser("audit", help="the append-only audit log, oldest first"))
     audit.add_argument("--limit", type=_positive, help="only the last N entries")
     return p
@@ -115,6 +120,11 @@ def _range(cfg: PipelineConfig, start, end, as_of) -> tuple[dt.date, dt.date, dt
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["instance"]:  # its own argument parser (ml_assets.instance)
+        from ml_assets.instance import main as instance_main
+
+        return instance_main(argv[1:])
     args = parser().parse_args(argv)
     if args.command == "models":
         return models_main(args)

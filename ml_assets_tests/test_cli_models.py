@@ -80,3 +80,15 @@ def test_empty_store_lists_nothing(env, capsys):  # noqa: F811
     assert _json(capsys, ["models", "list", "--config", str(config), "--json"])["versions"] == []
     assert cli.main(["models", "audit", "--config", str(config)]) == 0
     assert "audit log is empty" in capsys.readouterr().out
+
+
+def test_instance_subcommand_is_wired(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ENV", "development")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    assert cli.main(["instance", "render", "sqlite"]) == 0
+    assert "QueuedRunCoordinator" in capsys.readouterr().out
+    assert cli.main(["instance", "init", "--home", str(tmp_path)]) == 0
+    assert (tmp_path / "dagster.yaml").exists()
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(cli.main(["instance", "render", "nope"]))
+    assert exc.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
