@@ -34,7 +34,7 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo drift-demo drift-ui bench-drift test test-fast deploy-check ui bench lint lock clean
+.PHONY: help venv dagster-home demo drift-demo drift-ui release bench-drift test test-fast deploy-check ui bench lint lock clean
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -45,6 +45,7 @@ help:
 	@echo "make drift-demo    the closed loop on real seasonal drift, under the daemon"
 	@echo "make drift-ui      the Dagster UI on the drift demo's instance"
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
+	@echo "make release       unit tests, then validate -> train -> evaluate -> deploy (+ git tag)"
 	@echo "make bench         run benchmarks/run.py"
 	@echo "make bench-drift   the drift engine against Evidently's DataDriftPreset (1M x 20)"
 	@echo "make lint          ruff check"
@@ -94,6 +95,13 @@ deploy-check: venv
 
 ui: venv dagster-home
 	$(BIN)/dagster dev -w workspace.yaml
+
+# The seed's CI/CD for ML, locally: unit tests, then validate -> train -> evaluate -> deploy.
+# Exits non-zero and promotes nothing when a test, a check, a gate or the comparison fails.
+RELEASE_ARGS ?= --start 2013-01-01 --end 2013-05-01 --as-of 2013-03-31
+release: venv dagster-home
+	$(BIN)/python -m pytest -q -p no:cacheprovider ml_assets_tests/core
+	$(BIN)/ml-assets release $(RELEASE_ARGS)
 
 bench: venv dagster-home
 	$(BIN)/python benchmarks/run.py

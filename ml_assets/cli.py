@@ -4,6 +4,8 @@
                   [--json] [--log-level LEVEL]
     ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
                   [--config PATH] [--pipeline NAME] [--json]
+    ml-assets release [--config PATH] [--pipeline NAME] [--start D] [--end D] [--as-of D]
+                  [--until STAGE] [--no-tag] [--json]
     ml-assets instance init [--home DIR] [--force] | check | render sqlite|postgres
 
 `run` materializes raw -> processed -> features -> model -> production_model -> predictions and
@@ -51,6 +53,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING",
                      help="Dagster's console log level during the run (default WARNING)")
+
+    rel = sub.add_parser("release", help="validate -> train -> evaluate -> deploy; promotes only "
+                         "when every stage passes (make release)")
+    rel.add_argument("--config", help="a pipeline YAML file or a folder of them")
+    rel.add_argument("--pipeline", help="which pipeline, when the config folder holds several")
+    rel.add_argument("--start", type=_date, help="first day to validate (default: config start)")
+    rel.add_argument("--end", type=_date, help="day after the last (exclusive; default: config end)")
+    rel.add_argument("--as-of", type=_date, dest="as_of", help="last day of the training window")
+    rel.add_argument("--until", choices=["validate", "train", "evaluate", "deploy"], default="deploy",
+                     help="stop after this stage (default: deploy)")
+    rel.add_argument("--no-tag", action="store_true", help="do not create the model-vX.Y.Z git tag")
+    rel.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    rel.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="ERROR")
 
     models = sub.add_parser("models", help="list, show, promote, roll back models; read the audit log")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -128,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "models":
         return models_main(args)
+    if args.command == "release":
+        return release_main(args)
     try:
         configs = load_configs(args.config)
         cfg = _pick(configs, args.pipeline)
@@ -152,6 +169,37 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ml-assets: step {f['step']} failed: {f['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def release_main(args: argparse.Namespace) -> int:
+    from ml_assets.release import StageFailed, release
+
+    try:
+        cfg = _pick(load_configs(args.config), args.pipeline)
+        start, end, as_of = _range(cfg, args.start, args.end, args.as_of)
+        if not os.environ.get("DAGSTER_HOME"):
+            raise UsageError("DAGSTER_HOME is not set: the release's runs are recorded there")
+        try:
+            report = release(cfg, start, end, as_of, until=args.until, tag=not args.no_tag,
+                             log_level=args.log_level)
+            code = 0
+        except StageFailed as exc:
+            report = {"pipeline": cfg.name, "failed_stage": exc.stage, "error": str(exc)}
+            code = 1
+    except (ConfigError, UsageError, EnvironmentError_) as exc:
+        print(f"ml-assets: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, default=str))
+    elif code == 0:
+        for stage, info in report["stages"].items():
+            detail = {k: v for k, v in info.items() if k not in ("run_id", "comparisons")}
+            print(f"  {stage:<9} passed  {detail}")
+        print("  result    RELEASED" if "deploy" in report["stages"] else "  result    OK (nothing deployed)")
+    if code:
+        print(f"ml-assets release: stage {report['failed_stage']} failed, nothing promoted: "
+              f"{report['error']}", file=sys.stderr)
+    return code
 
 
 def models_main(args: argparse.Namespace) -> int:

@@ -45,12 +45,12 @@ def test_stages_run_in_the_seeds_order_and_deploy_only_when_gates_pass():
         assert jobs[after]["needs"] == before
     assert "needs.evaluation.outputs.passed == 'true'" in jobs["deploy"]["if"]
     runs = {name: "\n".join(s.get("run", "") for s in job["steps"]) for name, job in jobs.items()}
-    assert "ml-assets run" in runs["data-validation"]
+    assert "ml-assets release $RELEASE_ARGS --until validate" in runs["data-validation"]
     assert "make test" in runs["unit-tests"] and jobs["unit-tests"]["env"]["CI"] == "true"
-    assert "ml-assets run" in runs["training"]
-    assert 'gate"]["passed"' in runs["evaluation"]
-    release = [s for s in jobs["deploy"]["steps"] if s.get("run") == "make release"]
-    assert release and "placeholder" in release[0]["name"].lower()
+    assert "--until train" in runs["training"]
+    assert "--until evaluate" in runs["evaluation"] and "passed=true" in runs["evaluation"]
+    assert "make release" in runs["deploy"] and "git push origin --tags" in runs["deploy"]
+    assert jobs["deploy"]["permissions"]["contents"] == "write"
 
 
 def test_ci_script_runs_make_test_and_make_demo_with_services_required():
