@@ -141,6 +141,8 @@ def plan_retrain(
                 notes.append(f"{ev.check} is {ev.level} again (run {ev.run_id[:8]}): the episode "
                              f"from {open_ep.start_day} ended")
                 episodes.pop(ev.check)
+            else:
+                notes.append(f"{ev.check} is {ev.level} (run {ev.run_id[:8]}): only ERROR retrains")
             continue
         if not ev.error_days:
             notes.append(f"{ev.check} ERROR from run {ev.run_id[:8]} names no day: ignored")
