@@ -85,9 +85,8 @@ def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
     """Run the stages up to `until`; raise StageFailed at the first that fails."""
     import dagster as dg
 
-    from ml_assets.core.lifecycle import can_score, decide, metrics_on_rows
     from ml_assets.definitions import build_definitions
-    from ml_assets.defs.lifecycle import load, validation_rows
+    from ml_assets.defs.lifecycle import challenge
     from ml_assets.defs.names import (
         TAG_ACTOR,
         TAG_LAUNCHED_BY,
@@ -142,15 +141,7 @@ def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
         challenger = models.get(cfg.name, str(recorded["model_id"]))
         champion_id = models.aliases(cfg.name).model_id("production")
         champion = models.get(cfg.name, champion_id) if champion_id else None
-        mine = theirs = problem = None
-        if champion is not None and champion.model_id != challenger.model_id and challenger.gate_passed:
-            rows = validation_rows(challenger, storage)
-            champion_model = load(models, champion)
-            problem = can_score(champion_model, rows) if len(rows) else "no validation rows recorded"
-            if problem is None:
-                theirs = metrics_on_rows(champion_model, rows, cfg.target.task)
-                mine = metrics_on_rows(load(models, challenger), rows, cfg.target.task)
-        decision = decide(challenger, champion, cfg, mine, theirs, problem)
+        decision = challenge(cfg, models, storage, challenger, champion)
         report["stages"]["evaluate"] = {"action": decision.action, "reason": decision.reason,
                                         "comparisons": decision.comparison_records()}
         if decision.action == "reject":

@@ -3,7 +3,6 @@ which version of each (etag, or size and modification time), and which days each
 
 from __future__ import annotations
 
-import datetime as dt
 import glob as globlib
 import io
 import os
@@ -75,9 +74,3 @@ def file_days(source: FilesSource, file: LandingFile, s3_client: Any = None) -> 
     if stamps.empty:
         return []
     return days_between(stamps.min().date(), stamps.max().date())
-
-
-def ended_days(keys: list[str], now: dt.datetime) -> list[str]:
-    """Partition keys whose day has ended by `now` (UTC)."""
-    today = now.astimezone(dt.UTC).date().isoformat()
-    return [k for k in keys if k < today]

@@ -130,6 +130,21 @@ def validation_rows(version: ModelVersion, storage: StorageResource):
     return pd.concat([tables[d] for d in days], ignore_index=True) if days else pd.DataFrame()
 
 
+def challenge(cfg, models: ModelStore, storage: StorageResource, challenger: ModelVersion,
+              champion: ModelVersion | None) -> Decision:
+    """The promotion verdict, with the champion scored on exactly the challenger's validation
+    partitions (and the challenger re-scored on them, so both metrics come from the same rows)."""
+    mine = theirs = problem = None
+    if champion is not None and champion.model_id != challenger.model_id and challenger.gate_passed:
+        rows = validation_rows(challenger, storage)
+        champion_model = load(models, champion)
+        problem = can_score(champion_model, rows) if len(rows) else "no validation rows recorded"
+        if problem is None:
+            theirs = metrics_on_rows(champion_model, rows, cfg.target.task)
+            mine = metrics_on_rows(load(models, challenger), rows, cfg.target.task)
+    return decide(challenger, champion, cfg, mine, theirs, problem)
+
+
 def load(models: ModelStore, version: ModelVersion) -> LoadedModel:
     return LoadedModel.from_text(version.model_id, models.load_text(version), version.sidecar,
                                  version=version.version)
@@ -170,15 +185,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         except UnknownModel as exc:
             raise dg.Failure(str(exc)) from None
 
-        challenger_metrics = champion_metrics = problem = None
-        if champion is not None and champion.model_id != challenger.model_id and challenger.gate_passed:
-            rows = validation_rows(challenger, storage)
-            champion_model = load(models, champion)
-            problem = can_score(champion_model, rows) if len(rows) else "no validation rows recorded"
-            if problem is None:
-                champion_metrics = metrics_on_rows(champion_model, rows, cfg.target.task)
-                challenger_metrics = metrics_on_rows(load(models, challenger), rows, cfg.target.task)
-        decision = decide(challenger, champion, cfg, challenger_metrics, champion_metrics, problem)
+        decision = challenge(cfg, models, storage, challenger, champion)
 
         if decision.promoted:
             try:
