@@ -34,7 +34,11 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo test ui bench lint lock clean
+.PHONY: help venv dagster-home demo test ui bench lint lock clean serve
+
+# `make serve`: the real-time API.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -42,6 +46,7 @@ help:
 	@echo "make test          run the test suite"
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
 	@echo "make bench         run benchmarks/run.py"
+	@echo "make serve         the real-time API (uvicorn ml_assets.serving:app) on $(SERVE_HOST):$(SERVE_PORT)"
 	@echo "make lint          ruff check"
 	@echo "make lock          regenerate requirements.lock with uv $(UV_VERSION)"
 	@echo "make clean         remove .venv, .dagster_home and .data"
@@ -76,6 +81,9 @@ ui: venv dagster-home
 
 bench: venv dagster-home
 	$(BIN)/python benchmarks/run.py
+
+serve: venv
+	$(BIN)/uvicorn ml_assets.serving:app --host $(SERVE_HOST) --port $(SERVE_PORT) --no-access-log
 
 lint: venv
 	$(BIN)/ruff check ml_assets ml_assets_tests benchmarks

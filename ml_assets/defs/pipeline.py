@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
-from ml_assets.defs import features, ingest, lifecycle, model, predictions
+from ml_assets.defs import features, ingest, lifecycle, model, predictions, serving
 from ml_assets.defs.names import PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
@@ -63,6 +63,7 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
         selection=dg.AssetSelection.assets(names.production_model),
         description=f"{cfg.name}: promote or roll back (production_model alone).",
     )
+    assets += serving.build(spec)  # served_predictions: after the jobs, so no job runs it
     return PipelineDefs(
         spec=spec,
         assets=assets,
