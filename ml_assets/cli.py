@@ -3,6 +3,7 @@
     ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE]
                   [--json] [--log-level LEVEL]
     ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
+                  | canary [VERSION --share S | --stop]
                   [--config PATH] [--pipeline NAME] [--json]
 
 `run` materializes raw -> processed -> features -> model -> production_model -> predictions and
@@ -74,7 +75,25 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", help="why (written to the audit log)")
     audit = common(msub.add_parser("audit", help="the append-only audit log, oldest first"))
     audit.add_argument("--limit", type=_positive, help="only the last N entries")
+    canary = common(msub.add_parser("canary", help="send a share of API requests to another "
+                                    "version (audited); without arguments: the current canary"))
+    canary.add_argument("ref", metavar="VERSION", nargs="?", help="v1.2.0, an alias or a model id")
+    canary.add_argument("--share", type=_share, help="share of requests in (0, 1] "
+                        "(default: the config's serving.canary_share)")
+    canary.add_argument("--stop", action="store_true", help="stop the canary")
+    canary.add_argument("--force", action="store_true", help="allow a model that failed its gates")
+    canary.add_argument("--reason", help="why (written to the audit log)")
     return p
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], found {value!r}") from None
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], found {value!r}")
+    return share
 
 
 def _positive(value: str) -> int:
@@ -158,6 +177,13 @@ def models_main(args: argparse.Namespace) -> int:
             code, text = cmd.cmd_show(cfg, store, args.ref, args.json)
         elif what == "audit":
             code, text = cmd.cmd_audit(cfg, store, args.limit, args.json)
+        elif what == "canary":
+            if args.stop and (args.ref or args.share is not None):
+                raise UsageError("canary --stop takes no VERSION and no --share")
+            if args.share is not None and not args.ref:
+                raise UsageError("canary --share needs the VERSION to send the traffic to")
+            code, text = cmd.cmd_canary(cfg, store, args.ref, args.share, args.stop, args.force,
+                                        args.reason, cli_actor(), args.json)
         else:
             if not os.environ.get("DAGSTER_HOME"):
                 raise UsageError("DAGSTER_HOME is not set: the move is recorded as a "

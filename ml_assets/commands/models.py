@@ -150,3 +150,87 @@ def resolve_or_fail(cfg: PipelineConfig, models: ModelStore, ref: str) -> ModelV
         return models.resolve(cfg.name, ref)
     except UnknownModel as exc:
         raise CommandError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- canary
+def cmd_canary(cfg: PipelineConfig, models: ModelStore, ref: str | None, share: float | None,
+               stop: bool, force: bool, reason: str | None, actor: str, as_json: bool
+               ) -> tuple[int, str]:
+    """Start, move or stop the canary (the `canary` alias and its traffic share), audited.
+    Production never moves here; promote the canary with `promote` when it has proved itself."""
+    import datetime as dt
+
+    from ml_assets.core.lifecycle import set_alias_change
+    from ml_assets.core.registry import AuditEntry
+
+    state = models.aliases(cfg.name)
+    current = state.aliases.get("canary")
+    production = state.aliases.get("production")
+    if ref is None and not stop:  # status
+        record = {"pipeline": cfg.name, "canary": current, "production": production}
+        if as_json:
+            return 0, json.dumps(record, default=str)
+        if not current:
+            return 0, f"pipeline {cfg.name}: no canary (production {_label(production)})"
+        return 0, (f"pipeline {cfg.name}: canary {_label(current)} takes "
+                   f"{float(current.get('share') or cfg.serving.canary_share):.1%} of requests "
+                   f"since {current.get('since', '?')}; production {_label(production)}")
+    moved = {"since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "actor": actor}
+    if stop:
+        if not current:
+            record = {"pipeline": cfg.name, "action": "none", "canary": None}
+            return 0, (json.dumps(record) if as_json else
+                       f"pipeline {cfg.name}: no canary was running; nothing to stop")
+        models.move_aliases(cfg.name, set_alias_change("canary", None, moved))
+        entry = models.append_audit(cfg.name, AuditEntry(
+            action="canary_stop", actor=actor,
+            reason=reason or f"canary {_label(current)} stopped by {actor}",
+            from_version=current.get("version"), from_model_id=current.get("model_id"),
+            details={"share": current.get("share"), "trigger": "manual"}))
+        text = f"canary {_label(current)} stopped; all requests go to production {_label(production)}"
+    else:
+        target = resolve_or_fail(cfg, models, ref)  # type: ignore[arg-type]
+        if production and production.get("model_id") == target.model_id:
+            raise CommandError(f"{target.label} is already production; a canary must be "
+                               "another version")
+        if not target.gate_passed and not force:
+            raise CommandError(f"{target.label} failed its gates ({target.gate_summary()}); pass "
+                               "--force to send it traffic anyway (it is audited)")
+        share = share if share is not None else cfg.serving.canary_share
+        models.move_aliases(cfg.name, set_alias_change("canary", target, {**moved, "share": share}))
+        entry = models.append_audit(cfg.name, AuditEntry(
+            action="canary_start", actor=actor,
+            reason=reason or (f"canary {target.label} at {share:.1%} of requests beside "
+                              f"production {_label(production)}"),
+            from_version=(current or {}).get("version"),
+            from_model_id=(current or {}).get("model_id"),
+            to_version=target.version, to_model_id=target.model_id, metrics=target.metrics,
+            details={"share": share, "forced": bool(force and not target.gate_passed),
+                     "production": (production or {}).get("version"), "trigger": "manual"}))
+        text = (f"canary {target.label} takes {share:.1%} of requests; production stays "
+                f"{_label(production)}")
+    _after_alias_move(cfg, models, entry)
+    if as_json:
+        return 0, json.dumps({"pipeline": cfg.name, "action": entry["action"], "audit": entry,
+                              "canary": models.aliases(cfg.name).aliases.get("canary")},
+                             default=str)
+    return 0, text
+
+
+def _label(entry: dict | None) -> str:
+    if not entry:
+        return "unset"
+    return f"{entry.get('version')} ({entry.get('model_id')})"
+
+
+def _after_alias_move(cfg: PipelineConfig, models: ModelStore, entry: dict) -> None:
+    """Alert (log, and the webhook when ALERT_WEBHOOK_URL is set); it cannot fail the command."""
+    from ml_assets.core.alerts import Alert, Notifier
+    from ml_assets.environment import settings_from_env
+
+    version = entry.get("to_version") or entry.get("from_version")
+    Notifier(settings_from_env().alert_webhook_url).send(Alert(
+        event="canary", pipeline=cfg.name, level="info",
+        title=f"{entry['action'].replace('_', ' ')}: {version}", text=entry["reason"],
+        fields={"actor": entry["actor"]}))
+

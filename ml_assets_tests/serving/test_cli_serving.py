@@ -1,0 +1,103 @@
+"""`ml-assets models canary` through the real CLI, on a copy of the trained model store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ml_assets import cli
+from ml_assets_tests.helpers import REPO, flights_dict, write_config
+
+
+@pytest.fixture
+def cli_env(trained, tmp_path, monkeypatch):
+    """DAGSTER_HOME, MODEL_PATH (a private copy of the trained store) and a config file."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copytree(trained.root / "models", tmp_path / "models")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DATA_PATH", str(tmp_path / "data"))
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "models"))
+    for var in ("S3_BUCKET", "ENV", "MLFLOW_TRACKING_URI", "ALERT_WEBHOOK_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return write_config(tmp_path / "flights.yaml", flights_dict())
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sidecar_path(tmp_path: Path, model_id: str) -> Path:
+    return tmp_path / "models" / "flights" / model_id / "model.json"
+
+
+# ---------------------------------------------------------------- canary
+def test_canary_start_status_stop_is_audited_and_leaves_production(cli_env, capsys, trained):
+    config = str(cli_env)
+    code, out, _ = run(capsys, "models", "canary", "v1.1.0", "--share", "0.25", "--config", config,
+                       "--json", "--reason", "try the retrain on a quarter")
+    assert code == 0
+    started = json.loads(out)
+    assert started["canary"]["model_id"] == trained.v2.model_id and started["canary"]["share"] == 0.25
+    code, out, _ = run(capsys, "models", "canary", "--config", config)
+    assert code == 0 and "canary v1.1.0" in out and "25.0% of requests" in out
+    code, out, _ = run(capsys, "models", "list", "--config", config, "--json")
+    aliases = {v["version"]: v["aliases"] for v in json.loads(out)["versions"]}
+    assert aliases == {"v1.0.0": ["production"], "v1.1.0": ["candidate", "canary"]}
+    code, out, _ = run(capsys, "models", "canary", "--stop", "--config", config)
+    assert code == 0 and "canary v1.1.0" in out and "stopped" in out
+    code, out, _ = run(capsys, "models", "canary", "--stop", "--config", config)
+    assert code == 0 and "no canary was running" in out
+    code, out, _ = run(capsys, "models", "audit", "--config", config, "--json")
+    entries = json.loads(out)["entries"]
+    start, stop = entries[-2:]
+    assert (start["action"], start["to_version"], start["details"]["share"]) == (
+        "canary_start", "v1.1.0", 0.25)
+    assert start["reason"] == "try the retrain on a quarter" and start["actor"].startswith("user:")
+    assert (stop["action"], stop["from_version"]) == ("canary_stop", "v1.1.0")
+    code, out, _ = run(capsys, "models", "show", "production", "--config", config, "--json")
+    assert json.loads(out)["version"] == "v1.0.0"  # production never moved
+
+
+def test_canary_share_defaults_to_the_config(cli_env, capsys, tmp_path):
+    config = write_config(tmp_path / "c.yaml", flights_dict(serving={"canary_share": 0.05}))
+    assert run(capsys, "models", "canary", "v1.1.0", "--config", str(config))[0] == 0
+    code, out, _ = run(capsys, "models", "canary", "--config", str(config), "--json")
+    assert json.loads(out)["canary"]["share"] == 0.05
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["canary", "v1.1.0", "--share", "0"], "expected a share in (0, 1], found '0'"),
+    (["canary", "v1.1.0", "--share", "1.5"], "expected a share in (0, 1], found '1.5'"),
+    (["canary", "v1.1.0", "--share", "ten"], "expected a share in (0, 1], found 'ten'"),
+    (["canary", "--share", "0.2"], "canary --share needs the VERSION"),
+    (["canary", "v1.1.0", "--stop"], "canary --stop takes no VERSION and no --share"),
+    (["canary", "v9.0.0"], "has no model 'v9.0.0'"),
+    (["canary", "v1.0.0"], "is already production; a canary must be another version"),
+])
+def test_bad_canary_arguments_exit_2(cli_env, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(cli.main(["models", *argv, "--config", str(cli_env)]))
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    code, out, _ = run(capsys, "models", "show", "production", "--config", str(cli_env), "--json")
+    assert json.loads(out)["version"] == "v1.0.0"  # nothing moved
+
+
+def test_a_canary_that_failed_its_gates_needs_force(cli_env, capsys, trained, tmp_path):
+    path = sidecar_path(tmp_path, trained.v2.model_id)
+    sidecar = json.loads(path.read_text())
+    sidecar["gate_passed"] = False
+    sidecar["gates"][0]["passed"] = False
+    path.write_text(json.dumps(sidecar))
+    code, _, err = run(capsys, "models", "canary", "v1.1.0", "--config", str(cli_env))
+    assert code == 2 and "failed its gates" in err and "--force" in err
+    code, out, _ = run(capsys, "models", "canary", "v1.1.0", "--force", "--config", str(cli_env),
+                       "--json")
+    assert code == 0 and json.loads(out)["audit"]["details"]["forced"] is True
