@@ -34,11 +34,12 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo test ui bench lint lock clean serve
+.PHONY: help venv dagster-home demo test ui bench lint lock clean serve mlflow-ui
 
-# `make serve`: the real-time API.
+# `make serve`: the real-time API; `make mlflow-ui`: the MLflow UI on $(MLFLOW_TRACKING_URI).
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
+MLFLOW_PORT ?= 5000
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -47,6 +48,7 @@ help:
 	@echo "make ui            start the Dagster UI (dagster dev) on http://127.0.0.1:3000"
 	@echo "make bench         run benchmarks/run.py"
 	@echo "make serve         the real-time API (uvicorn ml_assets.serving:app) on $(SERVE_HOST):$(SERVE_PORT)"
+	@echo "make mlflow-ui     the MLflow UI on \$$MLFLOW_TRACKING_URI, http://127.0.0.1:$(MLFLOW_PORT)"
 	@echo "make lint          ruff check"
 	@echo "make lock          regenerate requirements.lock with uv $(UV_VERSION)"
 	@echo "make clean         remove .venv, .dagster_home and .data"
@@ -84,6 +86,10 @@ bench: venv dagster-home
 
 serve: venv
 	$(BIN)/uvicorn ml_assets.serving:app --host $(SERVE_HOST) --port $(SERVE_PORT) --no-access-log
+
+mlflow-ui: venv
+	@test -n "$$MLFLOW_TRACKING_URI" || { echo "set MLFLOW_TRACKING_URI first (in .env or the environment), e.g. sqlite:///$(CURDIR)/.mlflow/mlflow.db" >&2; exit 2; }
+	$(BIN)/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 lint: venv
 	$(BIN)/ruff check ml_assets ml_assets_tests benchmarks

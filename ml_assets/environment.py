@@ -13,6 +13,7 @@ Read from the environment when definitions are built (never at import time):
 | S3_SSE           | server-side encryption: AES256, aws:kms or none           | AES256           |
 | S3_SSE_KMS_KEY_ID| KMS key for aws:kms (setting it alone selects aws:kms)    | (none)           |
 | ALERT_WEBHOOK_URL| Slack-compatible webhook for alerts                       | (none: log only) |
+| MLFLOW_TRACKING_URI | MLflow tracking server or sqlite:///path/mlflow.db     | (none: no MLflow)|
 | ML_ASSETS_PIPELINE | the pipeline the API serves, when several are configured | (the only one) |
 | ML_ASSETS_ADMIN_TOKEN | bearer token for the API's /admin endpoints (>= 16 chars) | (none: off) |
 | ML_ASSETS_SERVING_POLL_SECONDS | how often the API checks the aliases        | serving.poll_seconds |
@@ -82,7 +83,31 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-# ---------------------------------------------------------------- serving
+# ---------------------------------------------------------------- experiment tracking, serving
+#: Schemes MLflow accepts as a tracking store (a bare path would be MLflow's file store, which
+#: MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE=true).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+                    "file")
+
+
+def tracking_uri_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """MLFLOW_TRACKING_URI, validated; None when unset (then nothing imports MLflow)."""
+    e = os.environ if environ is None else environ
+    uri = (e.get("MLFLOW_TRACKING_URI") or "").strip()
+    if not uri:
+        return None
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise EnvironmentError_(
+            f"MLFLOW_TRACKING_URI must be a URI whose scheme is one of {list(TRACKING_SCHEMES)} "
+            f"(e.g. sqlite:///path/mlflow.db or http://host:5000), found {uri!r}")
+    if scheme == "file" and (e.get("MLFLOW_ALLOW_FILE_STORE") or "").lower() != "true":
+        raise EnvironmentError_(
+            f"MLFLOW_TRACKING_URI={uri!r} is MLflow's file store, which MLflow 3 refuses; use "
+            "sqlite:///path/mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)")
+    return uri
+
+
 MIN_ADMIN_TOKEN_CHARS = 16
 
 

@@ -224,13 +224,19 @@ def _label(entry: dict | None) -> str:
 
 
 def _after_alias_move(cfg: PipelineConfig, models: ModelStore, entry: dict) -> None:
-    """Alert (log, and the webhook when ALERT_WEBHOOK_URL is set); it cannot fail the command."""
+    """Alert (log, and the webhook when ALERT_WEBHOOK_URL is set); mirror the aliases in MLflow
+    (when MLFLOW_TRACKING_URI is set). Neither can fail the command."""
+    import logging
+
     from ml_assets.core.alerts import Alert, Notifier
+    from ml_assets.defs.tracking import sync_aliases
     from ml_assets.environment import settings_from_env
 
+    log = logging.getLogger("ml_assets.cli")
     version = entry.get("to_version") or entry.get("from_version")
     Notifier(settings_from_env().alert_webhook_url).send(Alert(
         event="canary", pipeline=cfg.name, level="info",
         title=f"{entry['action'].replace('_', ' ')}: {version}", text=entry["reason"],
         fields={"actor": entry["actor"]}))
+    sync_aliases(cfg.name, models, log)
 
