@@ -2,8 +2,8 @@
 
     ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE]
                   [--json] [--log-level LEVEL]
-    ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
-                  | canary [VERSION --share S | --stop]
+    ml-assets models list | show VERSION|ALIAS | promote VERSION [--git-tag] | rollback [VERSION]
+                  | audit | canary [VERSION --share S | --stop] | reproduce VERSION
                   [--config PATH] [--pipeline NAME] [--json]
 
 `run` materializes raw -> processed -> features -> model -> production_model -> predictions and
@@ -69,6 +69,9 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("ref", metavar="VERSION", help="v1.2.0, an alias or a model id")
     promote.add_argument("--force", action="store_true", help="allow a model that failed its gates")
     promote.add_argument("--reason", help="why (written to the audit log)")
+    promote.add_argument("--git-tag", action="store_true", dest="git_tag",
+                         help="also tag the commit the model was trained at as model-vX.Y.Z "
+                              "(run in that git checkout)")
     rollback = common(msub.add_parser("rollback", help="production back to previous (or VERSION)"))
     rollback.add_argument("ref", metavar="VERSION", nargs="?", help="default: the previous alias")
     rollback.add_argument("--force", action="store_true", help="allow a model that failed its gates")
@@ -83,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
     canary.add_argument("--stop", action="store_true", help="stop the canary")
     canary.add_argument("--force", action="store_true", help="allow a model that failed its gates")
     canary.add_argument("--reason", help="why (written to the audit log)")
+    reproduce = common(msub.add_parser("reproduce", help="retrain a version from its recorded "
+                                       "inputs; exit 0 if the model file is byte-identical"))
+    reproduce.add_argument("ref", metavar="VERSION", help="v1.2.0, an alias or a model id")
     return p
 
 
@@ -184,6 +190,8 @@ def models_main(args: argparse.Namespace) -> int:
                 raise UsageError("canary --share needs the VERSION to send the traffic to")
             code, text = cmd.cmd_canary(cfg, store, args.ref, args.share, args.stop, args.force,
                                         args.reason, cli_actor(), args.json)
+        elif what == "reproduce":
+            code, text = cmd.cmd_reproduce(cfg, cmd.storage_for_env(), args.ref, args.json)
         else:
             if not os.environ.get("DAGSTER_HOME"):
                 raise UsageError("DAGSTER_HOME is not set: the move is recorded as a "
@@ -191,8 +199,12 @@ def models_main(args: argparse.Namespace) -> int:
             config: dict = {"force": bool(args.force)}
             if args.reason:
                 config["reason"] = args.reason
+            tag_plan = None
             if what == "promote":
-                config["version"] = cmd.resolve_or_fail(cfg, store, args.ref).version
+                target = cmd.resolve_or_fail(cfg, store, args.ref)
+                config["version"] = target.version
+                if args.git_tag:  # checked before anything moves
+                    tag_plan = cmd.git_tag_plan(target)
             else:
                 config["rollback"] = True
                 target = args.ref or "previous"
@@ -203,10 +215,17 @@ def models_main(args: argparse.Namespace) -> int:
                 f"{out.get('action', what)}: production is {out.get('model_version')} "
                 f"({out.get('model_id')}); {out.get('reason', '')}  run {out['run_id']}"
                 if out["success"] else f"{what} failed: {out.get('error', 'see the run ' + out['run_id'])}")
+            if tag_plan is not None and out["success"]:
+                try:
+                    out["git_tag"] = cmd.create_git_tag(tag_plan, target, cli_actor())
+                except RuntimeError as exc:  # production moved; only the tag is missing
+                    code, out["git_tag"] = 1, f"promoted, but not tagged: {exc}"
+                text = json.dumps(out, default=str) if args.json else f"{text}\n{out['git_tag']}"
     except (ConfigError, UsageError, EnvironmentError_, cmd.CommandError) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
         return 2
-    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    # a reproduction that differs is still a report (like diff): stdout
+    print(text, file=sys.stdout if code == 0 or args.models_command == "reproduce" else sys.stderr)
     return code
 
 

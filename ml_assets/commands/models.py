@@ -26,6 +26,14 @@ def store_for_env() -> ModelStore:
     return storage_for(settings_from_env()).models()
 
 
+def storage_for_env():
+    """The StorageResource the platform uses (for reading recorded URIs, local or S3)."""
+    from ml_assets.definitions import storage_for
+    from ml_assets.environment import settings_from_env
+
+    return storage_for(settings_from_env())
+
+
 def aliases_by_model(models: ModelStore, pipeline: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for alias, entry in models.aliases(pipeline).aliases.items():
@@ -240,3 +248,68 @@ def _after_alias_move(cfg: PipelineConfig, models: ModelStore, entry: dict) -> N
         fields={"actor": entry["actor"]}))
     sync_aliases(cfg.name, models, log)
 
+
+# ---------------------------------------------------------------- reproduce
+def cmd_reproduce(cfg: PipelineConfig, storage: Any, ref: str, as_json: bool) -> tuple[int, str]:
+    """Retrain `ref` from its recorded inputs; 0 byte-identical, 1 not (with why)."""
+    from ml_assets.core.reproduce import ReproductionError, reproduce
+    from ml_assets.core.storage import read_uri
+
+    models = storage.models()
+    try:
+        report = reproduce(models, cfg.name, ref,
+                           lambda uri: read_uri(uri, storage.client_for(uri)))
+    except ReproductionError as exc:
+        raise CommandError(str(exc)) from None
+    code = 0 if report.identical else 1
+    return code, json.dumps(report.to_dict(), default=str) if as_json else report.render()
+
+
+# ---------------------------------------------------------------- git tags
+def git_tag_plan(version: ModelVersion, cwd: str | None = None) -> dict[str, Any]:
+    """Where `model-vX.Y.Z` goes: the commit the model records, in the git checkout at `cwd`.
+    Raises CommandError when that cannot be done (checked before anything moves)."""
+    import subprocess
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CommandError(f"--git-tag: git is not available ({exc})") from None
+    if top.returncode != 0:
+        raise CommandError("--git-tag: not in a git checkout (run it from the repository the "
+                           "model was trained from)")
+    recorded = ((version.sidecar.get("manifest") or {}).get("git") or {})
+    commit = recorded.get("commit")
+    if not commit:
+        raise CommandError(f"--git-tag: {version.label} records no git commit (it was not "
+                           "trained in a git checkout), so there is no code version to tag")
+    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        raise CommandError(f"--git-tag: {version.label} was trained at commit {commit[:12]}, "
+                           f"which this checkout ({top.stdout.strip()}) does not have; fetch it "
+                           "first")
+    tag = f"model-{version.version}"
+    existing = git("rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    if existing.returncode == 0 and existing.stdout.strip() != commit:
+        raise CommandError(f"--git-tag: tag {tag} already exists at "
+                           f"{existing.stdout.strip()[:12]}, not at {commit[:12]}")
+    return {"tag": tag, "commit": commit, "dirty": bool(recorded.get("dirty")),
+            "exists": existing.returncode == 0, "repo": top.stdout.strip(), "cwd": cwd}
+
+
+def create_git_tag(plan: dict[str, Any], version: ModelVersion, actor: str) -> str:
+    import subprocess
+
+    if plan["exists"]:
+        return f"tag {plan['tag']} already at {plan['commit'][:12]}"
+    message = (f"{version.label} promoted to production by {actor}\n\nmodel_sha256 "
+               f"{version.model_sha256}\nmodel_uri {version.model_uri}"
+               + ("\ntrained on a work tree with uncommitted changes" if plan["dirty"] else ""))
+    done = subprocess.run(["git", "tag", "-a", plan["tag"], plan["commit"], "-m", message],
+                          cwd=plan["cwd"], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        raise RuntimeError(f"git tag failed: {done.stderr.strip()}")
+    return (f"tagged {plan['commit'][:12]} as {plan['tag']}"
+            + (" (the model was trained on uncommitted changes)" if plan["dirty"] else ""))

@@ -1,9 +1,11 @@
-"""`ml-assets models canary` through the real CLI, on a copy of the trained model store."""
+"""`ml-assets models canary | reproduce | promote --git-tag` through the real CLI, on a copy of
+the trained model store."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,8 +82,12 @@ def test_canary_share_defaults_to_the_config(cli_env, capsys, tmp_path):
     (["canary", "v1.1.0", "--stop"], "canary --stop takes no VERSION and no --share"),
     (["canary", "v9.0.0"], "has no model 'v9.0.0'"),
     (["canary", "v1.0.0"], "is already production; a canary must be another version"),
+    (["reproduce", "v9.9.9"], "has no model 'v9.9.9'"),
+    (["promote", "v1.1.0", "--git-tag"], "--git-tag: not in a git checkout"),
 ])
-def test_bad_canary_arguments_exit_2(cli_env, capsys, argv, message):
+def test_bad_canary_reproduce_and_tag_arguments_exit_2(cli_env, capsys, tmp_path, monkeypatch,
+                                                       argv, message):
+    monkeypatch.chdir(tmp_path)  # not a git checkout
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(cli.main(["models", *argv, "--config", str(cli_env)]))
     assert exc.value.code == 2
@@ -101,3 +107,92 @@ def test_a_canary_that_failed_its_gates_needs_force(cli_env, capsys, trained, tm
     code, out, _ = run(capsys, "models", "canary", "v1.1.0", "--force", "--config", str(cli_env),
                        "--json")
     assert code == 0 and json.loads(out)["audit"]["details"]["forced"] is True
+
+
+# ---------------------------------------------------------------- reproduce
+def test_reproduce_is_byte_identical(cli_env, capsys, trained):
+    code, out, err = run(capsys, "models", "reproduce", "v1.0.0", "--config", str(cli_env))
+    assert code == 0, err
+    assert "v1.0.0" in out and "reproduced byte-identical from 10 feature partition(s)" in out
+    assert trained.v1.model_sha256 in out
+    code, out, _ = run(capsys, "models", "reproduce", "production", "--config", str(cli_env),
+                       "--json")
+    report = json.loads(out)
+    assert code == 0 and report["identical"] is True
+    assert report["reproduced_sha256"] == report["recorded_sha256"] == trained.v1.model_sha256
+    assert all(p["found_hash"] == p["recorded_hash"] for p in report["partitions"])
+
+
+def test_reproduce_names_a_changed_partition(cli_env, capsys, trained, tmp_path):
+    import pandas as pd
+
+    path = sidecar_path(tmp_path, trained.v1.model_id)
+    sidecar = json.loads(path.read_text())
+    day = sorted(sidecar["lineage"]["features"])[2]
+    original = sidecar["lineage"]["features"][day]["uri"]
+    changed = pd.read_parquet(original).iloc[:-1]  # one row fewer
+    copy = tmp_path / "tampered.parquet"
+    changed.to_parquet(copy)
+    sidecar["lineage"]["features"][day]["uri"] = str(copy)
+    path.write_text(json.dumps(sidecar))
+    code, out, _ = run(capsys, "models", "reproduce", "v1.0.0", "--config", str(cli_env))
+    assert code == 1
+    assert "NOT reproduced byte-identical" in out
+    assert f"feature partition {day} ({copy}) content hash" in out and "changed since training" in out
+
+
+def test_reproduce_says_what_differs(cli_env, capsys, trained, tmp_path):
+    path = sidecar_path(tmp_path, trained.v1.model_id)
+    sidecar = json.loads(path.read_text())
+    sidecar["manifest"]["config"]["training"]["params"]["num_boost_round"] = 31
+    sidecar["manifest"]["libraries"]["lightgbm"] = "4.6.0"
+    path.write_text(json.dumps(sidecar))
+    code, out, _ = run(capsys, "models", "reproduce", "v1.0.0", "--config", str(cli_env))
+    assert code == 1
+    assert "the recorded config does not match its recorded hash" in out
+    assert "training parameters differ from the recorded ones: ['num_boost_round']" in out
+    assert "environment: library lightgbm: recorded 4.6.0, now 4.7." in out
+    assert "first difference: line " in out
+
+
+def test_reproduce_needs_a_manifest(cli_env, capsys, trained, tmp_path):
+    path = sidecar_path(tmp_path, trained.v1.model_id)
+    sidecar = json.loads(path.read_text())
+    sidecar["manifest"] = {}
+    path.write_text(json.dumps(sidecar))
+    code, _, err = run(capsys, "models", "reproduce", "v1.0.0", "--config", str(cli_env))
+    assert code == 2 and "records no reproduction manifest" in err
+
+
+# ---------------------------------------------------------------- git tag
+def test_promote_with_git_tag_tags_the_recorded_commit(cli_env, capsys, trained, tmp_path,
+                                                       monkeypatch):
+    commit = (trained.v2.sidecar["manifest"].get("git") or {}).get("commit")
+    if not commit:
+        pytest.skip("the models were not trained in a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", "--shared", str(REPO), str(clone)],
+                   check=True, capture_output=True, timeout=120)
+    if subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=clone).returncode:
+        pytest.skip("the recorded commit is not on a branch the clone has")
+    monkeypatch.chdir(clone)
+    for var, value in (("GIT_AUTHOR_NAME", "t"), ("GIT_AUTHOR_EMAIL", "t@example.com"),
+                       ("GIT_COMMITTER_NAME", "t"), ("GIT_COMMITTER_EMAIL", "t@example.com")):
+        monkeypatch.setenv(var, value)
+    code, out, err = run(capsys, "models", "promote", "v1.1.0", "--git-tag", "--config", str(cli_env))
+    assert code == 0, err
+    assert f"tagged {commit[:12]} as model-v1.1.0" in out
+    tagged = subprocess.run(["git", "rev-parse", "model-v1.1.0^{commit}"], cwd=clone,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert tagged == commit
+    message = subprocess.run(["git", "tag", "-l", "--format=%(contents)", "model-v1.1.0"],
+                             cwd=clone, capture_output=True, text=True, check=True).stdout
+    assert trained.v2.model_sha256 in message
+    # promoting again is fine (the tag is already there); a tag elsewhere is refused up front
+    assert run(capsys, "models", "promote", "v1.1.0", "--git-tag", "--config", str(cli_env))[0] == 0
+    subprocess.run(["git", "tag", "-f", "model-v1.0.0", f"{commit}~1"], cwd=clone, check=True,
+                   capture_output=True)
+    code, _, err = run(capsys, "models", "promote", "v1.0.0", "--git-tag", "--config", str(cli_env))
+    assert code == 2 and "tag model-v1.0.0 already exists at" in err
+    code, out, _ = run(capsys, "models", "show", "production", "--config", str(cli_env), "--json")
+    assert json.loads(out)["version"] == "v1.1.0"
