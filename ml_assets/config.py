@@ -311,6 +311,10 @@ class Serving(_Strict):
                             description="Served predictions buffered before a chunk file is written.")
     flush_seconds: float = Field(default=10.0, gt=0, le=3600,
                                  description="Longest time a served prediction waits in the buffer.")
+    batch_threads: int = Field(default=0, ge=0, le=256,
+                               description="OpenMP threads LightGBM uses for a request of several "
+                                           "records (0: its default, every core); one record "
+                                           "always uses one.")
 
 
 class PipelineConfig(_Strict):

@@ -20,6 +20,7 @@ import io
 import uuid
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -73,8 +74,8 @@ def conform(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     for col, dtype in served_columns(cfg).items():
         if col in frame.columns:
             values = frame[col]
-            if dtype.startswith("datetime"):
-                values = pd.to_datetime(values, utc=True).dt.tz_localize(None)
+            if dtype.startswith("datetime") and not pd.api.types.is_datetime64_any_dtype(values.dtype):
+                values = pd.to_datetime(values, utc=True, cache=False).dt.tz_localize(None)
             out[col] = values.astype(dtype)
         elif dtype == "int64" and len(frame):
             raise ValueError(f"served rows lack the column {col!r}")
@@ -129,5 +130,10 @@ def split_by_day(frame: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
     """Rows grouped by the UTC day they were served."""
     if frame.empty:
         return []
-    days = pd.to_datetime(frame[SERVED_AT]).dt.strftime("%Y-%m-%d")
-    return [(day, part) for day, part in frame.groupby(days, sort=True)]
+    served = frame[SERVED_AT]
+    if not pd.api.types.is_datetime64_any_dtype(served.dtype):
+        served = pd.to_datetime(served, cache=False)
+    days = np.datetime_as_string(served.to_numpy().astype("datetime64[D]"), unit="D")
+    if (days == days[0]).all():  # the usual case: one day
+        return [(str(days[0]), frame)]
+    return [(str(day), part) for day, part in frame.groupby(days, sort=True)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hmac
+import itertools
 import logging
 import time
 import uuid
@@ -39,7 +40,7 @@ from ml_assets.environment import EnvironmentError_, ServingEnv, serving_env
 from ml_assets.serving.log import ServedLog, utcnow
 from ml_assets.serving.metrics import ServingMetrics
 from ml_assets.serving.models import ModelWatcher, ServingState
-from ml_assets.serving.schema import RequestError, ServedModel
+from ml_assets.serving.schema import Batch, RequestError, ServedModel
 
 log = logging.getLogger("ml_assets.serving")
 
@@ -101,7 +102,8 @@ def build_serving(cfg: PipelineConfig | None = None, storage: Any = None,
     models = storage.models()
     keys = {k: cfg.columns[k].dtype for k in served_key_columns(cfg)}
     watcher = ModelWatcher(models, cfg.name, keys, cfg.serving.canary_share,
-                           env.poll_seconds or cfg.serving.poll_seconds, metrics)
+                           env.poll_seconds or cfg.serving.poll_seconds, metrics,
+                           batch_threads=cfg.serving.batch_threads)
     table_prefix = "/".join(PipelineNames(cfg.name).served_predictions.path)
     served = ServedLog(storage.tables(), table_prefix, cfg, metrics, clock=clock)
     return Serving(cfg, models, storage.tables(), env, metrics, watcher, served)
@@ -173,34 +175,33 @@ def create_app(cfg: PipelineConfig | None = None, storage: Any = None,
         except RequestError as exc:
             kind = "batch_too_large" if exc.status == 413 else "validation"
             return refuse(kind, exc.status, exc.message, exc.detail)
-        request_id = uuid.uuid4().hex
-        records = batch.records
+        request_id = next_id()
         meta = {"served_at": s.served.now(), "request_id": request_id, "request_key": key,
                 "role": role, "model_id": model.model_id, "model_version": model.version}
         try:
-            if len(records) == 1 and model.fast_path:
-                value, unknown = model.predict_one(records[0])
+            if batch.rows == 1 and model.fast_path:
+                record = batch.record(0)
+                value, unknown = model.predict_one(record)
                 values = [value]
                 unknown_levels = {c: 1 for c in unknown}
-                s.served.add_one(meta, records[0], value)
+                s.served.add_one(meta, record, value)
             else:
-                values, unknown_levels = await _score_many(model, records, s.served, meta)
+                values, unknown_levels = await _score_many(model, batch, s.served, meta)
         except Exception as exc:  # a model that cannot score these rows: never a silent 200
             log.exception("scoring failed for %s", model.version)
             return refuse("internal", 500, f"{model.version} could not score the request: "
                           f"{type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
-        m = s.metrics
-        m.prediction_requests.labels(model.version, role).inc()
-        m.predictions.labels(model.version, role).inc(len(values))
-        m.scoring_seconds.labels(model.version, role).observe(elapsed)
-        hist = m.prediction_value.labels(model.version, role)
+        series = s.metrics.for_model(model.version, role)
+        series.requests.inc()
+        series.predictions.inc(len(values))
+        series.seconds.observe(elapsed)
         for v in values[:100]:  # the distribution, without a per-row cost on big batches
-            hist.observe(v)
+            series.values.observe(v)
         for feature, count in unknown_levels.items():
-            m.unknown_levels.labels(feature).inc(count)
-        out = _response(model, role, request_id, records, values, unknown_levels, binary,
-                        batch.single, list(model.schema.keys))
+            s.metrics.unknown_levels.labels(feature).inc(count)
+        out = _response(model, role, request_id, batch, values, unknown_levels, binary,
+                        list(model.schema.keys))
         return Response(out, media_type="application/json",
                         headers={"x-model-version": model.version, "x-model-id": model.model_id,
                                  "x-model-role": role, "x-request-id": request_id})
@@ -271,22 +272,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _score_many(model: ServedModel, records: list[dict], served: ServedLog,
+async def _score_many(model: ServedModel, batch: Batch, served: ServedLog,
                       meta: dict) -> tuple[list[float], dict[str, int]]:
     def work():
-        frame = model.schema.frame(records)
-        values = model.predict_frame(frame)
-        unknown = model.schema.unknown_levels(frame)
-        served.add_many(meta, records, values)
-        return values.tolist(), unknown
+        values = model.predict_frame(model.schema.frame(batch.columns))
+        served.add_many(meta, batch.columns, batch.rows, values)
+        return values.tolist(), model.schema.unknown_levels(batch.columns)
 
-    if len(records) <= INLINE_ROWS:
+    if batch.rows <= INLINE_ROWS:
         return work()
     return await run_in_threadpool(work)
 
 
-def _response(model: ServedModel, role: str, request_id: str, records: list[dict],
-              values: list[float], unknown: dict[str, int], binary: bool, single: bool,
+def _response(model: ServedModel, role: str, request_id: str, batch: Batch,
+              values: list[float], unknown: dict[str, int], binary: bool,
               keys: list[str]) -> bytes:
     import json
 
@@ -296,11 +295,10 @@ def _response(model: ServedModel, role: str, request_id: str, records: list[dict
                  for v in values]
     else:
         items = [{"prediction": v, "model_version": version} for v in values]
-    if keys:
-        for item, record in zip(items, records, strict=True):
-            for k in keys:
-                if record[k] is not None:
-                    item[k] = record[k]
+    for k in keys:
+        for item, value in zip(items, batch.columns[k], strict=True):
+            if value is not None:
+                item[k] = value
     body: dict[str, Any] = {"model_version": version, "model_id": model_id, "role": role,
                             "request_id": request_id, "predictions": items}
     if unknown:
@@ -350,6 +348,15 @@ def _authorize(request: Request, s: Serving) -> Response | None:
                                         "admin token is required"},
                             status_code=401, headers={"www-authenticate": "Bearer"})
     return None
+
+
+_ID_PREFIX = uuid.uuid4().hex[:12]
+_ID_COUNTER = itertools.count()
+
+
+def next_id() -> str:
+    """A request id unique in this process (random prefix, counter): no urandom per request."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def _now() -> str:

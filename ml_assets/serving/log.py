@@ -75,26 +75,22 @@ class ServedLog:
             row["predicted_class"] = int(prediction >= 0.5)
         self._append(row, 1)
 
-    def add_many(self, meta: dict[str, Any], records: list[dict[str, Any]],
+    def add_many(self, meta: dict[str, Any], columns: dict[str, list[Any]], rows: int,
                  predictions: np.ndarray) -> None:
+        """Keep a request's rows as they are (columns and predictions); the DataFrame is built
+        by the writer thread, off the request path."""
         if not self.enabled:
             return
-        n = len(records)
-        index = np.arange(n)
+        index = None
         if self.sample_rate < 1:
-            index = index[np.random.default_rng().random(n) < self.sample_rate]
-            if n - len(index):
-                self.metrics.served_rows.labels("sampled_out").inc(n - len(index))
+            keep = np.random.default_rng().random(rows) < self.sample_rate
+            index = np.flatnonzero(keep)
+            if rows - len(index):
+                self.metrics.served_rows.labels("sampled_out").inc(rows - len(index))
             if not len(index):
                 return
-        frame = pd.DataFrame.from_records([records[i] for i in index])
-        for key, value in meta.items():
-            frame[key] = value
-        frame["row"] = index
-        frame["prediction"] = predictions[index]
-        if self.cfg.target.task == "binary":
-            frame["predicted_class"] = (frame["prediction"] >= 0.5).astype("int64")
-        self._append(frame, len(index))
+        self._append(_Chunk(meta, columns, predictions, index),
+                     rows if index is None else len(index))
 
     def _append(self, part, rows: int) -> None:
         with self._lock:
@@ -115,7 +111,7 @@ class ServedLog:
                 self._parts, self._rows, self._oldest = [], 0, None
             if not parts:
                 return 0
-            frame = _frame(parts)
+            frame = _frame(parts, self.cfg.target.task == "binary")
             written = 0
             try:
                 for day, part in split_by_day(frame):
@@ -141,7 +137,7 @@ class ServedLog:
                 self._oldest = time.monotonic()
             excess = self._rows - self.max_rows
             if excess > 0:  # drop the oldest rows
-                merged = _frame(self._parts)
+                merged = _frame(self._parts, self.cfg.target.task == "binary")
                 self._parts = [merged.iloc[excess:]]
                 self._rows = len(self._parts[0])
                 self.metrics.served_rows.labels("dropped").inc(excess)
@@ -176,9 +172,34 @@ class ServedLog:
         self.flush()
 
 
-def _frame(parts: list) -> pd.DataFrame:
+class _Chunk:
+    """One request's served rows as received: built into a DataFrame when written."""
+
+    __slots__ = ("meta", "columns", "predictions", "index")
+
+    def __init__(self, meta, columns, predictions, index):
+        self.meta, self.columns, self.predictions, self.index = meta, columns, predictions, index
+
+    def frame(self, binary: bool) -> pd.DataFrame:
+        frame = pd.DataFrame(self.columns)
+        row = np.arange(len(frame))
+        predictions = np.asarray(self.predictions, dtype="float64")
+        if self.index is not None:
+            frame, row, predictions = frame.iloc[self.index], row[self.index], predictions[self.index]
+        frame = frame.reset_index(drop=True)
+        for key, value in self.meta.items():
+            frame[key] = value
+        frame["row"] = row
+        frame["prediction"] = predictions
+        if binary:
+            frame["predicted_class"] = (predictions >= 0.5).astype("int64")
+        return frame
+
+
+def _frame(parts: list, binary: bool) -> pd.DataFrame:
     dicts = [p for p in parts if isinstance(p, dict)]
-    frames = [p for p in parts if not isinstance(p, dict)]
+    frames = [p.frame(binary) if isinstance(p, _Chunk) else p for p in parts
+              if not isinstance(p, dict)]
     if dicts:
         frames.append(pd.DataFrame.from_records(dicts))
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -26,10 +26,19 @@ canary's latency, error rate and prediction distribution sit beside production's
 from __future__ import annotations
 
 import contextlib
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 PREFIX = "ml_assets_serving"
+
+
+class ModelSeries(NamedTuple):
+    requests: Counter
+    predictions: Counter
+    seconds: Histogram
+    values: Histogram
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
                    0.5, 1.0, 2.5)
 PROBABILITY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
@@ -76,6 +85,19 @@ class ServingMetrics:
         self.served_chunks = Counter(f"{PREFIX}_served_chunks",
                                      "served_predictions chunk files by outcome.", ["outcome"],
                                      registry=r)
+        self._series: dict[tuple[str, str], ModelSeries] = {}
+
+    def for_model(self, version: str, role: str) -> ModelSeries:
+        """The labelled series of one model version and role (looked up once, then cached)."""
+        key = (version, role)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = ModelSeries(
+                self.prediction_requests.labels(version, role),
+                self.predictions.labels(version, role),
+                self.scoring_seconds.labels(version, role),
+                self.prediction_value.labels(version, role))
+        return series
 
     def set_models(self, roles: dict[str, dict[str, str] | None]) -> None:
         for role, info in roles.items():

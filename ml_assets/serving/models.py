@@ -61,12 +61,14 @@ def bucket_of(key: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def load_model(models: ModelStore, version: ModelVersion, keys: dict[str, str]) -> ServedModel:
+def load_model(models: ModelStore, version: ModelVersion, keys: dict[str, str],
+               batch_threads: int = 0) -> ServedModel:
     """Load, warm up and self-check one model (raises when it cannot serve)."""
     loaded = LoadedModel.from_text(version.model_id, models.load_text(version), version.sidecar,
                                    version=version.version)
     schema = RecordSchema(loaded, keys, title=f"{version.pipeline.capitalize()}Record")
-    served = ServedModel(version.model_id, version.version, loaded, schema, version.sidecar)
+    served = ServedModel(version.model_id, version.version, loaded, schema, version.sidecar,
+                         batch_threads=batch_threads)
     if list(loaded.booster.feature_name()) != schema.features:
         served.fast_path = False
         log.warning("%s: the booster's feature order %s differs from the contract's; every "
@@ -88,6 +90,7 @@ class ModelWatcher:
     default_share: float
     poll_seconds: float
     metrics: ServingMetrics
+    batch_threads: int = 0
     state: ServingState = field(default_factory=ServingState)
     last_error: str | None = None
     last_check: str | None = None
@@ -144,7 +147,8 @@ class ModelWatcher:
         cached = self._cache.get(model_id)
         if cached is not None:
             return cached
-        return load_model(self.models, self.models.get(self.pipeline, model_id), self.keys)
+        return load_model(self.models, self.models.get(self.pipeline, model_id), self.keys,
+                          self.batch_threads)
 
     def _failed(self, reason: str) -> dict[str, Any]:
         self.last_error = reason

@@ -22,7 +22,7 @@ model is loaded, and the serving parity test on real flights rows through HTTP.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
 import numpy as np
@@ -54,10 +54,14 @@ class RequestError(ValueError):
 
 @dataclass
 class Batch:
-    """A validated request: one dict per record (feature and key columns by name)."""
+    """A validated request, by column: feature and key columns by name, one value per record."""
 
-    records: list[dict[str, Any]]
+    columns: dict[str, list[Any]]
+    rows: int
     single: bool  # the body was one JSON object, not a list
+
+    def record(self, i: int) -> dict[str, Any]:
+        return {name: values[i] for name, values in self.columns.items()}
 
 
 class RecordSchema:
@@ -110,10 +114,11 @@ class RecordSchema:
         if len(items) > max_rows:
             raise RequestError(413, f"{len(items)} records in one request; the limit is "
                                f"{max_rows} (serving.max_batch_rows)")
-        names = self.columns
-        internal = self._internal
-        return Batch([{names[i]: item.__dict__[f] for i, f in enumerate(internal)}
-                      for item in items], single)
+        fields = [item.__dict__ for item in items]
+        columns = {name: [f[key] for f in fields] for name, key in zip(self.columns,
+                                                                          self._internal,
+                                                                          strict=True)}
+        return Batch(columns, len(items), single)
 
     # ------------------------------------------------------------ the two scoring paths
     def row(self, record: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
@@ -131,29 +136,46 @@ class RecordSchema:
             values.append(code)
         return np.array([values], dtype="float64"), unknown
 
-    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        """Records as feature rows, typed like the features table."""
-        data = {}
-        for col in self.numeric:
-            data[col] = np.array([np.nan if (v := r[col]) is None else v for r in records],
-                                 dtype="float64")
-        for col in self.categorical:
-            data[col] = pd.array([r[col] for r in records], dtype="string")
+    def frame(self, columns: dict[str, list[Any]]) -> pd.DataFrame:
+        """Columns of validated values as feature rows, typed like the features table (numeric
+        float64 with NaN for null, categorical string)."""
+        data = {col: np.array(columns[col], dtype="float64") for col in self.numeric}
+        data.update({col: pd.array(columns[col], dtype="string") for col in self.categorical})
         return pd.DataFrame(data)
 
-    def unknown_levels(self, frame: pd.DataFrame) -> dict[str, int]:
+    def unknown_levels(self, columns: dict[str, list[Any]]) -> dict[str, int]:
+        """Per categorical feature, how many values are levels the model never saw."""
         out = {}
-        for col, levels in self.categorical.items():
-            values = frame[col]
-            count = int((values.notna() & ~values.isin(levels)).sum())
+        for col, codes in self.codes.items():
+            count = sum(1 for v in columns[col] if v is not None and v not in codes)
             if count:
                 out[col] = count
         return out
 
 
+class ThreadCapped:
+    """A LightGBM booster whose `predict` uses `threads` OpenMP threads (the values do not
+    depend on it: each row is scored on its own)."""
+
+    def __init__(self, booster: Any, threads: int):
+        self._booster = booster
+        self._threads = threads
+
+    def predict(self, data, **kwargs):
+        return self._booster.predict(data, **{"num_threads": self._threads, **kwargs})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._booster, name)
+
+
 @dataclass
 class ServedModel:
-    """A loaded model ready to serve: its registry record, booster and request schema."""
+    """A loaded model ready to serve: its registry record, booster and request schema.
+
+    One record is predicted on one thread: an OpenMP team for one row costs more than the row
+    (and, with the load on the other core, its barrier can wait milliseconds for a thread the
+    OS has not scheduled). Batches use `batch_threads` (0: LightGBM's default, every core).
+    """
 
     model_id: str
     version: str
@@ -161,6 +183,11 @@ class ServedModel:
     schema: RecordSchema
     sidecar: dict[str, Any] = field(repr=False)
     fast_path: bool = True
+    batch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        self._batch_model = self.loaded if self.batch_threads <= 0 else replace(
+            self.loaded, booster=ThreadCapped(self.loaded.booster, self.batch_threads))
 
     @property
     def binary(self) -> bool:
@@ -168,11 +195,12 @@ class ServedModel:
 
     def predict_one(self, record: dict[str, Any]) -> tuple[float, list[str]]:
         row, unknown = self.schema.row(record)
-        return float(self.loaded.booster.predict(row)[0]), unknown
+        return float(self.loaded.booster.predict(row, num_threads=1)[0]), unknown
 
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """The batch path: exactly what the `predictions` asset computes for these rows."""
-        return score(self.loaded, frame, [])["prediction"].to_numpy()
+        """The batch path: exactly what the `predictions` asset computes for these rows
+        (`core.scoring.score`)."""
+        return score(self._batch_model, frame, [])["prediction"].to_numpy()
 
     def synthetic_records(self) -> list[dict[str, Any]]:
         """Rows that exercise every branch of the input encoding: the training quantiles of
@@ -194,7 +222,8 @@ class ServedModel:
     def self_check(self) -> str | None:
         """Warm the model up on both paths and compare them; why they differ, or None."""
         records = self.synthetic_records()
-        batch = self.predict_frame(self.schema.frame(records))
+        batch = self.predict_frame(self.schema.frame(
+            {c: [r[c] for r in records] for c in self.schema.features}))
         one = np.array([self.predict_one(r)[0] for r in records])
         if not np.array_equal(batch, one, equal_nan=True):
             worst = int(np.nanargmax(np.abs(batch - one)))

@@ -106,3 +106,20 @@ def test_body_json_round_trip_keeps_float_values_exact(trained):
     values = features.select_dtypes("float64").to_numpy().ravel()
     values = values[~np.isnan(values)]
     assert np.array_equal(np.array(json.loads(json.dumps(values.tolist()))), values)
+
+
+def test_thread_counts_do_not_change_predictions(trained, serving_storage):
+    """One record is predicted on one thread, batches on serving.batch_threads: same values as
+    the batch asset whatever the thread count."""
+    from ml_assets.serving.models import load_model
+
+    features, batch = trained.days[SERVED_DAYS[1]]
+    version = serving_storage.models().get("flights", trained.v1.model_id)
+    for threads in (0, 1, 2):
+        served = load_model(serving_storage.models(), version, {}, batch_threads=threads)
+        columns = {c: features[c].astype(object).where(features[c].notna(), None).tolist()
+                   for c in served.schema.features}
+        assert np.array_equal(served.predict_frame(served.schema.frame(columns)),
+                              batch["prediction"].to_numpy())
+        assert served.predict_one({c: v[5] for c, v in columns.items()})[0] == \
+            batch["prediction"].iloc[5]

@@ -39,6 +39,10 @@ def _record(i: int) -> dict:
     return rec
 
 
+def _columns(records: list[dict]) -> tuple[dict, int]:
+    return {k: [r[k] for r in records] for k in records[0]}, len(records)
+
+
 def _meta(clock: Clock, request: str, role: str = "production") -> dict:
     return {"served_at": clock(), "request_id": request, "request_key": None, "role": role,
             "model_id": "abc", "model_version": "v1.0.0"}
@@ -55,7 +59,7 @@ def test_rows_are_buffered_then_written_as_one_chunk_per_day(tmp_path):
     clock = Clock(dt.datetime(2013, 1, 20, 23, 59, 59))
     log, store, _ = _log(tmp_path, clock)
     log.add_one(_meta(clock, "r1"), _record(1), 0.25)
-    log.add_many(_meta(clock, "r2"), [_record(2), _record(3)], np.array([0.5, 0.75]))
+    log.add_many(_meta(clock, "r2"), *_columns([_record(2), _record(3)]), np.array([0.5, 0.75]))
     assert store.list(PREFIX) == []  # nothing written yet
     clock.now = dt.datetime(2013, 1, 21, 0, 0, 1)
     log.add_one(_meta(clock, "r3", role="canary"), _record(4), 0.9)
@@ -77,7 +81,7 @@ def test_the_writer_thread_flushes_when_the_buffer_is_full(tmp_path):
     log, store, metrics = _log(tmp_path, clock, flush_rows=3, flush_seconds=3600)
     log.start()
     try:
-        log.add_many(_meta(clock, "r1"), [_record(i) for i in range(3)], np.zeros(3))
+        log.add_many(_meta(clock, "r1"), *_columns([_record(i) for i in range(3)]), np.zeros(3))
         from ml_assets_tests.serving.conftest import wait_for
 
         assert wait_for(lambda: len(chunk_keys(store, PREFIX, "2013-01-20")) == 1, 10)
@@ -89,7 +93,7 @@ def test_the_writer_thread_flushes_when_the_buffer_is_full(tmp_path):
 def test_sampling(tmp_path):
     clock = Clock(dt.datetime(2013, 1, 20, 12))
     log, store, metrics = _log(tmp_path, clock, sample_rate=0.25)
-    log.add_many(_meta(clock, "r1"), [_record(i) for i in range(2000)], np.zeros(2000))
+    log.add_many(_meta(clock, "r1"), *_columns([_record(i) for i in range(2000)]), np.zeros(2000))
     written = log.flush()
     assert 350 < written < 650
     assert f'outcome="sampled_out"}} {float(2000 - written)}' in _text(metrics)
@@ -103,9 +107,9 @@ def test_a_storage_outage_keeps_rows_for_the_next_flush_within_a_bound(tmp_path)
     log, store, metrics = _log(tmp_path, clock, flush_rows=2)
     real_put = store.put
     store.put = lambda key, data: (_ for _ in ()).throw(OSError("disk full"))
-    log.add_many(_meta(clock, "r1"), [_record(i) for i in range(15)], np.zeros(15))
+    log.add_many(_meta(clock, "r1"), *_columns([_record(i) for i in range(15)]), np.zeros(15))
     assert log.flush() == 0  # kept
-    log.add_many(_meta(clock, "r2"), [_record(i) for i in range(15)], np.zeros(15))
+    log.add_many(_meta(clock, "r2"), *_columns([_record(i) for i in range(15)]), np.zeros(15))
     assert log.flush() == 0  # 30 rows > 10 x flush_rows: the oldest 10 dropped
     text = _text(metrics)
     assert 'ml_assets_serving_served_chunks_total{outcome="failed"} 2.0' in text

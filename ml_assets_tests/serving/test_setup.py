@@ -27,6 +27,7 @@ from ml_assets_tests.serving.conftest import wait_for
     ({"max_batch_rows": 0}, "serving.max_batch_rows: Input should be greater than or equal to 1"),
     ({"poll_seconds": 0}, "serving.poll_seconds: Input should be greater than or equal to 0.1"),
     ({"flush_seconds": -1}, "serving.flush_seconds: Input should be greater than 0"),
+    ({"batch_threads": -1}, "serving.batch_threads: Input should be greater than or equal to 0"),
     ({"port": 80}, "serving.port: unknown key"),
 ])
 def test_bad_serving_config_names_the_key(tmp_path, serving, message):

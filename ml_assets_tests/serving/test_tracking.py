@@ -78,7 +78,8 @@ def test_training_and_alias_moves_are_tracked(trained, fresh_storage, tmp_path, 
                          version.sidecar)
     rows = served.synthetic_records()
     matrix = np.vstack([served.schema.row(r)[0] for r in rows])
-    assert np.array_equal(booster.predict(matrix), served.predict_frame(served.schema.frame(rows)))
+    assert np.array_equal(booster.predict(matrix), served.predict_frame(
+        served.schema.frame({c: [r[c] for r in rows] for c in served.schema.features})))
 
     # a second model (retrained on newer data) and a canary: aliases follow
     _train(trained, fresh_storage, as_of="2013-01-12", layers=["model"])
