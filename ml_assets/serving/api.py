@@ -137,6 +137,13 @@ def create_app(cfg: PipelineConfig | None = None, storage: Any = None,
                   description=__doc__.split("\n\n")[0], version="1")
     app.state.serving = s
     app.add_middleware(_Instrumented, metrics=s.metrics)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        s.metrics.errors.labels("internal").inc()
+        return JSONResponse({"error": "internal", "message": f"{type(exc).__name__}: {exc}"},
+                            status_code=500)
     limit = cfg.serving.max_body_bytes
     max_rows = cfg.serving.max_batch_rows
     binary = cfg.target.task == "binary"

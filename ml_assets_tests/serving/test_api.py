@@ -177,3 +177,19 @@ def test_reload_swaps_to_the_new_production(client, trained, serving_storage, ro
     assert after["model_version"] == "v1.1.0" and after["model_id"] == trained.v2.model_id
     text = client.get("/metrics").text
     assert 'ml_assets_serving_prediction_requests_total{model_version="v1.1.0",role="production"} 1.0' in text
+
+
+def test_a_model_that_cannot_score_is_a_500_never_a_silent_answer(client, rows, monkeypatch):
+    from ml_assets.serving.schema import ServedModel
+
+    def broken(self, *args):
+        raise RuntimeError("booster exploded")
+
+    monkeypatch.setattr(ServedModel, "predict_one", broken)
+    monkeypatch.setattr(ServedModel, "predict_frame", broken)
+    for body in (rows[0][0], rows[0][:2]):
+        response = client.post("/predict", json=body)
+        assert response.status_code == 500
+        assert "v1.0.0 could not score the request: RuntimeError: booster exploded" in \
+            response.json()["message"]
+    assert 'ml_assets_serving_errors_total{type="internal"} 2.0' in client.get("/metrics").text
