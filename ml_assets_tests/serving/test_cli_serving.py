@@ -196,3 +196,12 @@ def test_promote_with_git_tag_tags_the_recorded_commit(cli_env, capsys, trained,
     assert code == 2 and "tag model-v1.0.0 already exists at" in err
     code, out, _ = run(capsys, "models", "show", "production", "--config", str(cli_env), "--json")
     assert json.loads(out)["version"] == "v1.1.0"
+
+
+def test_canary_moves_are_alerted(cli_env, capsys, webhook, monkeypatch):
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
+    assert run(capsys, "models", "canary", "v1.1.0", "--share", "0.3", "--config", str(cli_env))[0] == 0
+    assert run(capsys, "models", "canary", "--stop", "--config", str(cli_env))[0] == 0
+    assert webhook.events() == ["canary", "canary"]
+    titles = [r["ml_assets"]["title"] for r in webhook.received]
+    assert titles == ["canary start: v1.1.0", "canary stop: v1.1.0"]
