@@ -69,8 +69,8 @@ def served_columns(cfg: PipelineConfig) -> dict[str, str]:
 def conform(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     """`frame` with exactly the served columns, in order and with their dtypes (missing columns
     become nulls; others are dropped)."""
-    out = pd.DataFrame(index=range(len(frame)))
     frame = frame.reset_index(drop=True)
+    out = {}  # built as a dict, one DataFrame at the end (a column insert costs ~0.3 ms)
     for col, dtype in served_columns(cfg).items():
         if col in frame.columns:
             values = frame[col]
@@ -81,7 +81,7 @@ def conform(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
             raise ValueError(f"served rows lack the column {col!r}")
         else:
             out[col] = pd.Series([None] * len(frame), dtype=dtype)
-    return out
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
 def empty_table(cfg: PipelineConfig) -> pd.DataFrame:

@@ -181,19 +181,22 @@ class _Chunk:
         self.meta, self.columns, self.predictions, self.index = meta, columns, predictions, index
 
     def frame(self, binary: bool) -> pd.DataFrame:
-        frame = pd.DataFrame(self.columns)
-        row = np.arange(len(frame))
+        keep = self.index
+        rows = len(self.predictions)
+        data: dict[str, Any] = {}
+        for name, values in self.columns.items():
+            data[name] = values if keep is None else [values[i] for i in keep]
+        row = np.arange(rows) if keep is None else keep
         predictions = np.asarray(self.predictions, dtype="float64")
-        if self.index is not None:
-            frame, row, predictions = frame.iloc[self.index], row[self.index], predictions[self.index]
-        frame = frame.reset_index(drop=True)
+        if keep is not None:
+            predictions = predictions[keep]
         for key, value in self.meta.items():
-            frame[key] = value
-        frame["row"] = row
-        frame["prediction"] = predictions
+            data[key] = [value] * len(row)
+        data["row"] = row
+        data["prediction"] = predictions
         if binary:
-            frame["predicted_class"] = (predictions >= 0.5).astype("int64")
-        return frame
+            data["predicted_class"] = (predictions >= 0.5).astype("int64")
+        return pd.DataFrame(data)  # one constructor, no column inserts
 
 
 def _frame(parts: list, binary: bool) -> pd.DataFrame:
