@@ -20,13 +20,13 @@ import io
 import uuid
 from collections.abc import Iterable
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml_assets.config import PipelineConfig
 from ml_assets.core.storage import ObjectStore
-from ml_assets.core.tables import to_parquet_bytes
 
 INCOMING = "_incoming"
 
@@ -84,6 +84,16 @@ def conform(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
+_ARROW_TYPES = {"datetime64[us]": pa.timestamp("us"), "string": pa.string(), "int64": pa.int64(),
+                "Int64": pa.int64(), "float64": pa.float64(), "Float64": pa.float64(),
+                "boolean": pa.bool_()}
+
+
+def arrow_schema(cfg: PipelineConfig) -> pa.Schema:
+    """The chunk files' Arrow schema: the served columns with their types (nullable)."""
+    return pa.schema([(col, _ARROW_TYPES[dtype]) for col, dtype in served_columns(cfg).items()])
+
+
 def empty_table(cfg: PipelineConfig) -> pd.DataFrame:
     return conform(pd.DataFrame(), cfg)
 
@@ -101,11 +111,14 @@ def chunk_key(table_prefix: str, day: str, now: dt.datetime) -> str:
     return f"{incoming_prefix(table_prefix, day)}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
 
 
-def write_chunk(store: ObjectStore, table_prefix: str, frame: pd.DataFrame, cfg: PipelineConfig,
-                day: str, now: dt.datetime) -> str:
-    """Write one chunk of rows served on `day` atomically; return its key."""
+def write_chunk(store: ObjectStore, table_prefix: str, table: pa.Table, day: str,
+                now: dt.datetime) -> str:
+    """Write one chunk of rows served on `day` (an Arrow table in `arrow_schema`) atomically;
+    return its key. Chunks are transient: `collect` rewrites a day as one table."""
     key = chunk_key(table_prefix, day, now)
-    store.put(key, to_parquet_bytes(conform(frame, cfg)))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.put(key, buf.getvalue())
     return key
 
 
@@ -126,14 +139,13 @@ def collect(store: ObjectStore, table_prefix: str, day: str, cfg: PipelineConfig
     return table.reset_index(drop=True), len(keys)
 
 
-def split_by_day(frame: pd.DataFrame) -> Iterable[tuple[str, pd.DataFrame]]:
+def split_by_day(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:
     """Rows grouped by the UTC day they were served."""
-    if frame.empty:
+    if table.num_rows == 0:
         return []
-    served = frame[SERVED_AT]
-    if not pd.api.types.is_datetime64_any_dtype(served.dtype):
-        served = pd.to_datetime(served, cache=False)
-    days = np.datetime_as_string(served.to_numpy().astype("datetime64[D]"), unit="D")
-    if (days == days[0]).all():  # the usual case: one day
-        return [(str(days[0]), frame)]
-    return [(str(day), part) for day, part in frame.groupby(days, sort=True)]
+    days = pc.cast(table[SERVED_AT], pa.date32())
+    unique = sorted(pc.unique(days).to_pylist())
+    if len(unique) == 1:  # the usual case: one day
+        return [(unique[0].isoformat(), table)]
+    return [(day.isoformat(), table.filter(pc.equal(days, pa.scalar(day, pa.date32()))))
+            for day in unique]

@@ -283,8 +283,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def _score_many(model: ServedModel, batch: Batch, served: ServedLog,
                       meta: dict) -> tuple[list[float], dict[str, int]]:
     def work():
-        values = model.predict_frame(model.schema.frame(batch.columns))
-        served.add_many(meta, batch.columns, batch.rows, values)
+        features = model.schema.frame(batch.columns)
+        values = model.predict_frame(features)
+        served.add_many(meta, features, {k: batch.columns[k] for k in model.schema.keys}, values)
         return values.tolist(), model.schema.unknown_levels(batch.columns)
 
     if batch.rows <= INLINE_ROWS:

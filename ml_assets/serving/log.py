@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ml_assets.config import PipelineConfig
-from ml_assets.core.served import SERVED_AT, split_by_day, write_chunk
+from ml_assets.core.served import SERVED_AT, arrow_schema, split_by_day, write_chunk
 from ml_assets.core.storage import ObjectStore
 from ml_assets.serving.metrics import ServingMetrics
 
@@ -55,6 +57,7 @@ class ServedLog:
         self._thread: threading.Thread | None = None
         self._oldest: float | None = None
         self.chunks_written: list[str] = []
+        self.schema = arrow_schema(cfg)
 
     @property
     def enabled(self) -> bool:
@@ -75,12 +78,13 @@ class ServedLog:
             row["predicted_class"] = int(prediction >= 0.5)
         self._append(row, 1)
 
-    def add_many(self, meta: dict[str, Any], columns: dict[str, list[Any]], rows: int,
+    def add_many(self, meta: dict[str, Any], features: pd.DataFrame, keys: dict[str, list[Any]],
                  predictions: np.ndarray) -> None:
-        """Keep a request's rows as they are (columns and predictions); the DataFrame is built
-        by the writer thread, off the request path."""
+        """Keep a request's rows as they are: the typed feature frame it was scored on, the key
+        columns, the predictions; the writer thread assembles them, off the request path."""
         if not self.enabled:
             return
+        rows = len(features)
         index = None
         if self.sample_rate < 1:
             keep = np.random.default_rng().random(rows) < self.sample_rate
@@ -89,7 +93,7 @@ class ServedLog:
                 self.metrics.served_rows.labels("sampled_out").inc(rows - len(index))
             if not len(index):
                 return
-        self._append(_Chunk(meta, columns, predictions, index),
+        self._append(_Chunk(meta, features, keys, predictions, index),
                      rows if index is None else len(index))
 
     def _append(self, part, rows: int) -> None:
@@ -111,35 +115,37 @@ class ServedLog:
                 self._parts, self._rows, self._oldest = [], 0, None
             if not parts:
                 return 0
-            frame = _frame(parts, self.cfg.target.task == "binary")
-            written = 0
-            try:
-                for day, part in split_by_day(frame):
-                    key = write_chunk(self.store, self.table_prefix, part, self.cfg, day,
-                                      self.now())
-                    self.chunks_written.append(key)
-                    self.metrics.served_chunks.labels("written").inc()
-                    self.metrics.served_rows.labels("logged").inc(len(part))
-                    written += len(part)
-                    frame = frame.drop(part.index)
-            except Exception as exc:
-                self.metrics.served_chunks.labels("failed").inc()
-                log.error("served_predictions: could not write a chunk (%d rows kept for the "
-                          "next attempt): %s", len(frame), exc)
-                self._requeue(frame)
+            table = _table(parts, self.schema)
+            written, kept = 0, []
+            for day, part in split_by_day(table):
+                try:
+                    key = write_chunk(self.store, self.table_prefix, part, day, self.now())
+                except Exception as exc:
+                    self.metrics.served_chunks.labels("failed").inc()
+                    log.error("served_predictions: could not write a chunk (%d rows kept for "
+                              "the next attempt): %s", part.num_rows, exc)
+                    kept.append(part)
+                    continue
+                self.chunks_written.append(key)
+                self.metrics.served_chunks.labels("written").inc()
+                self.metrics.served_rows.labels("logged").inc(part.num_rows)
+                written += part.num_rows
+            if kept:
+                self._requeue(pa.concat_tables(kept))
             return written
 
-    def _requeue(self, frame: pd.DataFrame) -> None:
+    def _requeue(self, table: pa.Table) -> None:
         with self._lock:
-            self._parts.insert(0, frame)
-            self._rows += len(frame)
+            self._parts.insert(0, table)
+            self._rows += table.num_rows
             if self._oldest is None:
                 self._oldest = time.monotonic()
             excess = self._rows - self.max_rows
             if excess > 0:  # drop the oldest rows
-                merged = _frame(self._parts, self.cfg.target.task == "binary")
-                self._parts = [merged.iloc[excess:]]
-                self._rows = len(self._parts[0])
+                merged = _table(self._parts, self.schema)
+                merged = merged.take(pc.sort_indices(merged, [(SERVED_AT, "ascending")]))
+                self._parts = [merged.slice(excess)]
+                self._rows = self._parts[0].num_rows
                 self.metrics.served_rows.labels("dropped").inc(excess)
 
     def start(self) -> None:
@@ -173,37 +179,46 @@ class ServedLog:
 
 
 class _Chunk:
-    """One request's served rows as received: built into a DataFrame when written."""
+    """One request's served rows as received: assembled into an Arrow table when written."""
 
-    __slots__ = ("meta", "columns", "predictions", "index")
+    __slots__ = ("meta", "features", "keys", "predictions", "index")
 
-    def __init__(self, meta, columns, predictions, index):
-        self.meta, self.columns, self.predictions, self.index = meta, columns, predictions, index
+    def __init__(self, meta, features, keys, predictions, index):
+        self.meta, self.features, self.keys = meta, features, keys
+        self.predictions, self.index = predictions, index
 
-    def frame(self, binary: bool) -> pd.DataFrame:
+    def table(self, schema: pa.Schema) -> pa.Table:
         keep = self.index
-        rows = len(self.predictions)
-        data: dict[str, Any] = {}
-        for name, values in self.columns.items():
-            data[name] = values if keep is None else [values[i] for i in keep]
-        row = np.arange(rows) if keep is None else keep
-        predictions = np.asarray(self.predictions, dtype="float64")
-        if keep is not None:
-            predictions = predictions[keep]
+        features = self.features if keep is None else self.features.iloc[keep]
+        n = len(features)
+        columns: dict[str, Any] = {}
         for key, value in self.meta.items():
-            data[key] = [value] * len(row)
-        data["row"] = row
-        data["prediction"] = predictions
-        if binary:
-            data["predicted_class"] = (predictions >= 0.5).astype("int64")
-        return pd.DataFrame(data)  # one constructor, no column inserts
+            columns[key] = pa.repeat(pa.scalar(value, schema.field(key).type), n)
+        columns["row"] = pa.array(np.arange(n) if keep is None else keep, pa.int64())
+        for name, values in self.keys.items():
+            columns[name] = values if keep is None else [values[i] for i in keep]
+        for name in features.columns:  # already typed: numpy floats, Arrow-backed strings
+            columns[name] = pa.array(features[name].array)
+        predictions = np.asarray(self.predictions, dtype="float64")
+        columns["prediction"] = predictions if keep is None else predictions[keep]
+        if "predicted_class" in schema.names:
+            columns["predicted_class"] = (columns["prediction"] >= 0.5).astype("int64")
+        return pa.table([_array(columns.get(f.name), f.type, n) for f in schema], schema=schema)
 
 
-def _frame(parts: list, binary: bool) -> pd.DataFrame:
+def _array(values, kind: pa.DataType, n: int) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, kind)
+    if isinstance(values, pa.ChunkedArray | pa.Array):
+        return values.cast(kind)
+    return pa.array(values, kind)
+
+
+def _table(parts: list, schema: pa.Schema) -> pa.Table:
+    """The buffer as one Arrow table: one-record rows (dicts), batches, requeued tables."""
     dicts = [p for p in parts if isinstance(p, dict)]
-    frames = [p.frame(binary) if isinstance(p, _Chunk) else p for p in parts
+    tables = [p.table(schema) if isinstance(p, _Chunk) else p for p in parts
               if not isinstance(p, dict)]
     if dicts:
-        frames.append(pd.DataFrame.from_records(dicts))
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    return frame.sort_values(SERVED_AT, kind="mergesort").reset_index(drop=True)
+        tables.append(pa.Table.from_pylist(dicts, schema=schema))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]

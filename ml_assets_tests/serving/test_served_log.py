@@ -39,8 +39,11 @@ def _record(i: int) -> dict:
     return rec
 
 
-def _columns(records: list[dict]) -> tuple[dict, int]:
-    return {k: [r[k] for r in records] for k in records[0]}, len(records)
+def _columns(records: list[dict]) -> tuple[pd.DataFrame, dict]:
+    """A batch as the API hands it over: the typed feature frame and the key columns."""
+    features = pd.DataFrame({c: [r[c] for r in records] for c in CFG.feature_columns})
+    keys = {k: [r[k] for r in records] for k in ("year", "month", "day", "flight")}
+    return features, keys
 
 
 def _meta(clock: Clock, request: str, role: str = "production") -> dict:
