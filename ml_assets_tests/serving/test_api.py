@@ -52,6 +52,9 @@ def test_health_ready_model_and_metrics(client, trained):
     assert 'ml_assets_serving_model_info{created_at=' in text
     assert f'model_id="{trained.v1.model_id}",model_version="v1.0.0",role="production"' in text
     assert 'ml_assets_serving_requests_total{endpoint="/model",status="200"} 1.0' in text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/predict", "/health", "/ready", "/model", "/metrics", "/admin/reload"} <= set(paths)
+    assert "422" in paths["/predict"]["post"]["responses"]
 
 
 def test_one_record_and_a_list_return_each_prediction_with_its_version(client, rows):
