@@ -72,7 +72,8 @@ def test_two_pipelines_share_one_code_location(tmp_path):
     defs = build_definitions(configs, storage=local_storage(tmp_path))
     dg.Definitions.validate_loadable(defs)
     snapshot = graph_snapshot(defs)
-    assert snapshot["jobs"] == ["flights_pipeline", "rentals_pipeline"]
+    assert snapshot["jobs"] == ["flights_lifecycle", "flights_pipeline", "rentals_lifecycle",
+                                "rentals_pipeline"]
     assert snapshot["assets"]["rentals/predictions"]["deps"] == ["rentals/features",
                                                            "rentals/production_model"]
     assert "rentals/model:gate_rmse" in snapshot["checks"]
