@@ -34,7 +34,12 @@ override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv dagster-home demo drift-demo drift-ui release bench-drift test test-fast deploy-check ui bench lint lock clean
+.PHONY: help venv dagster-home demo drift-demo drift-ui release bench-drift test test-fast deploy-check ui bench lint lock clean serve mlflow-ui
+
+# `make serve`: the real-time API; `make mlflow-ui`: the MLflow UI on $(MLFLOW_TRACKING_URI).
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
+MLFLOW_PORT ?= 5000
 
 help:
 	@echo "make venv          create .venv from requirements.lock and install ml_assets (editable)"
@@ -48,6 +53,8 @@ help:
 	@echo "make release       unit tests, then validate -> train -> evaluate -> deploy (+ git tag)"
 	@echo "make bench         run benchmarks/run.py"
 	@echo "make bench-drift   the drift engine against Evidently's DataDriftPreset (1M x 20)"
+	@echo "make serve         the real-time API (uvicorn ml_assets.serving:app) on $(SERVE_HOST):$(SERVE_PORT)"
+	@echo "make mlflow-ui     the MLflow UI on \$$MLFLOW_TRACKING_URI, http://127.0.0.1:$(MLFLOW_PORT)"
 	@echo "make lint          ruff check"
 	@echo "make lock          regenerate requirements.lock with uv $(UV_VERSION)"
 	@echo "make clean         remove .venv, .dagster_home and .data"
@@ -108,6 +115,12 @@ bench: venv dagster-home
 
 bench-drift: venv
 	$(BIN)/python benchmarks/drift_bench.py
+serve: venv
+	$(BIN)/uvicorn ml_assets.serving:app --host $(SERVE_HOST) --port $(SERVE_PORT) --no-access-log
+
+mlflow-ui: venv
+	@test -n "$$MLFLOW_TRACKING_URI" || { echo "set MLFLOW_TRACKING_URI first (in .env or the environment), e.g. sqlite:///$(CURDIR)/.mlflow/mlflow.db" >&2; exit 2; }
+	$(BIN)/mlflow ui --backend-store-uri "$$MLFLOW_TRACKING_URI" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 lint: venv
 	$(BIN)/ruff check ml_assets ml_assets_tests benchmarks

@@ -2,7 +2,8 @@
 
     ml-assets run [--config PATH] [--pipeline NAME] [--start DATE] [--end DATE] [--as-of DATE]
                   [--json] [--log-level LEVEL]
-    ml-assets models list | show VERSION|ALIAS | promote VERSION | rollback [VERSION] | audit
+    ml-assets models list | show VERSION|ALIAS | promote VERSION [--git-tag] | rollback [VERSION]
+                  | audit | canary [VERSION --share S | --stop] | reproduce VERSION
                   [--config PATH] [--pipeline NAME] [--json]
     ml-assets release [--config PATH] [--pipeline NAME] [--start D] [--end D] [--as-of D]
                   [--until STAGE] [--no-tag] [--json]
@@ -84,6 +85,9 @@ def parser() -> argparse.ArgumentParser:
     promote.add_argument("ref", metavar="VERSION", help="v1.2.0, an alias or a model id")
     promote.add_argument("--force", action="store_true", help="allow a model that failed its gates")
     promote.add_argument("--reason", help="why (written to the audit log)")
+    promote.add_argument("--git-tag", action="store_true", dest="git_tag",
+                         help="also tag the commit the model was trained at as model-vX.Y.Z "
+                              "(run in that git checkout)")
     rollback = common(msub.add_parser("rollback", help="production back to previous (or VERSION)"))
     rollback.add_argument("ref", metavar="VERSION", nargs="?", help="default: the previous alias")
     rollback.add_argument("--force", action="store_true", help="allow a model that failed its gates")
@@ -94,7 +98,28 @@ def parser() -> argparse.ArgumentParser:
     inst.add_argument("args", nargs=argparse.REMAINDER)
     audit = common(msub.add_parser("audit", help="the append-only audit log, oldest first"))
     audit.add_argument("--limit", type=_positive, help="only the last N entries")
+    canary = common(msub.add_parser("canary", help="send a share of API requests to another "
+                                    "version (audited); without arguments: the current canary"))
+    canary.add_argument("ref", metavar="VERSION", nargs="?", help="v1.2.0, an alias or a model id")
+    canary.add_argument("--share", type=_share, help="share of requests in (0, 1] "
+                        "(default: the config's serving.canary_share)")
+    canary.add_argument("--stop", action="store_true", help="stop the canary")
+    canary.add_argument("--force", action="store_true", help="allow a model that failed its gates")
+    canary.add_argument("--reason", help="why (written to the audit log)")
+    reproduce = common(msub.add_parser("reproduce", help="retrain a version from its recorded "
+                                       "inputs; exit 0 if the model file is byte-identical"))
+    reproduce.add_argument("ref", metavar="VERSION", help="v1.2.0, an alias or a model id")
     return p
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], found {value!r}") from None
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"expected a share in (0, 1], found {value!r}")
+    return share
 
 
 def _positive(value: str) -> int:
@@ -216,6 +241,15 @@ def models_main(args: argparse.Namespace) -> int:
             code, text = cmd.cmd_show(cfg, store, args.ref, args.json)
         elif what == "audit":
             code, text = cmd.cmd_audit(cfg, store, args.limit, args.json)
+        elif what == "canary":
+            if args.stop and (args.ref or args.share is not None):
+                raise UsageError("canary --stop takes no VERSION and no --share")
+            if args.share is not None and not args.ref:
+                raise UsageError("canary --share needs the VERSION to send the traffic to")
+            code, text = cmd.cmd_canary(cfg, store, args.ref, args.share, args.stop, args.force,
+                                        args.reason, cli_actor(), args.json)
+        elif what == "reproduce":
+            code, text = cmd.cmd_reproduce(cfg, cmd.storage_for_env(), args.ref, args.json)
         else:
             if not os.environ.get("DAGSTER_HOME"):
                 raise UsageError("DAGSTER_HOME is not set: the move is recorded as a "
@@ -223,8 +257,12 @@ def models_main(args: argparse.Namespace) -> int:
             config: dict = {"force": bool(args.force)}
             if args.reason:
                 config["reason"] = args.reason
+            tag_plan = None
             if what == "promote":
-                config["version"] = cmd.resolve_or_fail(cfg, store, args.ref).version
+                target = cmd.resolve_or_fail(cfg, store, args.ref)
+                config["version"] = target.version
+                if args.git_tag:  # checked before anything moves
+                    tag_plan = cmd.git_tag_plan(target)
             else:
                 config["rollback"] = True
                 target = args.ref or "previous"
@@ -235,10 +273,17 @@ def models_main(args: argparse.Namespace) -> int:
                 f"{out.get('action', what)}: production is {out.get('model_version')} "
                 f"({out.get('model_id')}); {out.get('reason', '')}  run {out['run_id']}"
                 if out["success"] else f"{what} failed: {out.get('error', 'see the run ' + out['run_id'])}")
+            if tag_plan is not None and out["success"]:
+                try:
+                    out["git_tag"] = cmd.create_git_tag(tag_plan, target, cli_actor())
+                except RuntimeError as exc:  # production moved; only the tag is missing
+                    code, out["git_tag"] = 1, f"promoted, but not tagged: {exc}"
+                text = json.dumps(out, default=str) if args.json else f"{text}\n{out['git_tag']}"
     except (ConfigError, UsageError, EnvironmentError_, cmd.CommandError) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
         return 2
-    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    # a reproduction that differs is still a report (like diff): stdout
+    print(text, file=sys.stdout if code == 0 or args.models_command == "reproduce" else sys.stderr)
     return code
 
 

@@ -342,6 +342,30 @@ class Backfill(_Strict):
     )
 
 
+class Serving(_Strict):
+    """The real-time API (`ml_assets.serving:app`) for this pipeline."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024,
+                                description="Largest /predict body accepted; larger is refused (413).")
+    max_batch_rows: int = Field(default=10_000, ge=1,
+                                description="Most records in one /predict request (413 above).")
+    canary_share: float = Field(default=0.1, gt=0, le=1,
+                                description="Share of requests sent to the canary when its alias "
+                                            "carries no share of its own.")
+    sample_rate: float = Field(default=1.0, ge=0, le=1,
+                               description="Share of served predictions appended to served_predictions.")
+    poll_seconds: float = Field(default=2.0, ge=0.1, le=3600,
+                                description="How often the API checks the aliases for a new model.")
+    flush_rows: int = Field(default=5000, ge=1,
+                            description="Served predictions buffered before a chunk file is written.")
+    flush_seconds: float = Field(default=10.0, gt=0, le=3600,
+                                 description="Longest time a served prediction waits in the buffer.")
+    batch_threads: int = Field(default=0, ge=0, le=256,
+                               description="OpenMP threads LightGBM uses for a request of several "
+                                           "records (0: its default, every core); one record "
+                                           "always uses one.")
+
+
 class PipelineConfig(_Strict):
     name: str
     description: str = ""
@@ -362,6 +386,7 @@ class PipelineConfig(_Strict):
     drift: Drift = Field(default_factory=Drift)
     monitoring: Monitoring = Field(default_factory=Monitoring)
     automation: Automation = Field(default_factory=Automation)
+    serving: Serving = Field(default_factory=Serving)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

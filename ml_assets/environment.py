@@ -13,6 +13,10 @@ Read from the environment when definitions are built (never at import time):
 | S3_SSE           | server-side encryption: AES256, aws:kms or none           | AES256           |
 | S3_SSE_KMS_KEY_ID| KMS key for aws:kms (setting it alone selects aws:kms)    | (none)           |
 | ALERT_WEBHOOK_URL| Slack-compatible webhook for alerts                       | (none: log only) |
+| MLFLOW_TRACKING_URI | MLflow tracking server or sqlite:///path/mlflow.db     | (none: no MLflow)|
+| ML_ASSETS_PIPELINE | the pipeline the API serves, when several are configured | (the only one) |
+| ML_ASSETS_ADMIN_TOKEN | bearer token for the API's /admin endpoints (>= 16 chars) | (none: off) |
+| ML_ASSETS_SERVING_POLL_SECONDS | how often the API checks the aliases        | serving.poll_seconds |
 
 ENV=production requires S3_BUCKET: production data does not live on a container's disk.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -77,3 +81,62 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         s3_kms_key_id=kms_key,
         alert_webhook_url=webhook,
     )
+
+
+# ---------------------------------------------------------------- experiment tracking, serving
+#: Schemes MLflow accepts as a tracking store (a bare path would be MLflow's file store, which
+#: MLflow 3 refuses unless MLFLOW_ALLOW_FILE_STORE=true).
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+                    "file")
+
+
+def tracking_uri_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """MLFLOW_TRACKING_URI, validated; None when unset (then nothing imports MLflow)."""
+    e = os.environ if environ is None else environ
+    uri = (e.get("MLFLOW_TRACKING_URI") or "").strip()
+    if not uri:
+        return None
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    if scheme not in TRACKING_SCHEMES:
+        raise EnvironmentError_(
+            f"MLFLOW_TRACKING_URI must be a URI whose scheme is one of {list(TRACKING_SCHEMES)} "
+            f"(e.g. sqlite:///path/mlflow.db or http://host:5000), found {uri!r}")
+    if scheme == "file" and (e.get("MLFLOW_ALLOW_FILE_STORE") or "").lower() != "true":
+        raise EnvironmentError_(
+            f"MLFLOW_TRACKING_URI={uri!r} is MLflow's file store, which MLflow 3 refuses; use "
+            "sqlite:///path/mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)")
+    return uri
+
+
+MIN_ADMIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    pipeline: str | None
+    admin_token: str | None = field(default=None, repr=False)
+    poll_seconds: float | None = None
+
+
+def serving_env(environ: Mapping[str, str] | None = None) -> ServingEnv:
+    """The API's own variables: which pipeline, the admin token, the alias poll interval."""
+    e = os.environ if environ is None else environ
+    pipeline = (e.get("ML_ASSETS_PIPELINE") or "").strip() or None
+    token = e.get("ML_ASSETS_ADMIN_TOKEN") or None
+    if token is not None and (len(token) < MIN_ADMIN_TOKEN_CHARS or token != token.strip()):
+        raise EnvironmentError_(
+            f"ML_ASSETS_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters without "
+            "surrounding spaces (e.g. `python3 -c \"import secrets; print(secrets.token_hex(32))\"`)"
+            "; unset it to turn the admin endpoints off")
+    poll = (e.get("ML_ASSETS_SERVING_POLL_SECONDS") or "").strip()
+    seconds = None
+    if poll:
+        try:
+            seconds = float(poll)
+        except ValueError:
+            seconds = -1.0
+        if not 0.05 <= seconds <= 3600:
+            raise EnvironmentError_(
+                f"ML_ASSETS_SERVING_POLL_SECONDS must be a number of seconds in 0.05..3600, "
+                f"found {poll!r}")
+    return ServingEnv(pipeline=pipeline, admin_token=token, poll_seconds=seconds)

@@ -6,7 +6,8 @@ stages, each of which must pass before the next runs; nothing is promoted unless
     evaluate   champion against challenger on the challenger's validation rows, without moving
                anything (the same decision production_model will take)
     deploy     materialize production_model: the promotion, its audit entry and alert; then, in
-               a git checkout, the tag `model-vX.Y.Z`
+               a git checkout, the tag `model-vX.Y.Z` on the commit the model was trained from
+               (checked before production moves; never pushed, never moved)
 
 (`make release` runs the unit tests before these.) Exit status: 0 released (or nothing to do:
 the candidate is already production); 1 a stage failed (a check, a gate, the comparison), and
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -60,31 +60,12 @@ def _step_errors(result) -> list[str]:
             if e.is_step_failure and e.step_failure_data.error]
 
 
-def git_tag(version: str, message: str, cwd: Path | None = None) -> str:
-    """Create the annotated tag `model-<version>` in the git checkout at `cwd`; returns what
-    happened. Never moves an existing tag; never pushes."""
-    cwd = cwd or Path.cwd()
-    tag = f"model-{version}"
-    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=cwd,
-                            capture_output=True, text=True)
-    if inside.returncode != 0 or inside.stdout.strip() != "true":
-        return f"not a git checkout ({cwd}): no tag"
-    exists = subprocess.run(["git", "rev-parse", "-q", "--verify", f"refs/tags/{tag}"], cwd=cwd,
-                            capture_output=True, text=True)
-    if exists.returncode == 0:
-        return f"tag {tag} already exists: left as it is"
-    made = subprocess.run(["git", "tag", "-a", tag, "-m", message], cwd=cwd, capture_output=True,
-                          text=True)
-    if made.returncode != 0:
-        return f"could not create tag {tag}: {made.stderr.strip()}"
-    return f"tagged {tag} (push it with: git push origin {tag})"
-
-
 def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
             until: str = "deploy", tag: bool = True, log_level: str = "WARNING") -> dict[str, Any]:
     """Run the stages up to `until`; raise StageFailed at the first that fails."""
     import dagster as dg
 
+    from ml_assets.commands.models import CommandError, create_git_tag, git_tag_plan
     from ml_assets.definitions import build_definitions
     from ml_assets.defs.lifecycle import challenge
     from ml_assets.defs.names import (
@@ -150,6 +131,14 @@ def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
             return report
 
         # ------------------------------------------------------------ deploy
+        plan, tag_note = None, "not requested (--no-tag)"
+        if tag:  # checked before production moves
+            try:
+                plan = git_tag_plan(challenger, str(Path.cwd()))
+            except CommandError as exc:
+                if "not in a git checkout" not in str(exc):
+                    raise StageFailed("deploy", str(exc)) from None
+                tag_note = f"no tag: {exc}"
         lifecycle = defs.resolve_job_def(names.lifecycle_job)
         result = lifecycle.execute_in_process(instance=instance, tags=tags, run_config=logs,
                                               raise_on_error=False)
@@ -161,9 +150,6 @@ def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
                                       "reason": moved.get("reason")}
         if not result.success or moved.get("action") != "promote":
             raise StageFailed("deploy", moved.get("reason") or "; ".join(_step_errors(result)))
-        if tag:
-            report["stages"]["deploy"]["tag"] = git_tag(
-                str(moved["model_version"]),
-                f"{cfg.name} {moved['model_version']} ({moved['model_id']}) promoted by {actor}: "
-                f"{moved.get('reason', '')}")
+        report["stages"]["deploy"]["tag"] = (
+            create_git_tag(plan, challenger, actor) if plan is not None else tag_note)
     return report

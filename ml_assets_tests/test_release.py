@@ -10,7 +10,7 @@ import pytest
 
 from ml_assets import cli
 from ml_assets.commands.models import store_for_env
-from ml_assets_tests.helpers import flights_dict, write_config
+from ml_assets_tests.helpers import REPO, flights_dict, write_config
 from ml_assets_tests.test_cli import env  # noqa: F401 - the fixture
 
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12", "--json"]
@@ -18,10 +18,16 @@ ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12",
 
 @pytest.fixture
 def checkout(env, monkeypatch):  # noqa: F811
+    """A throwaway clone of this repository (the model records the commit it was trained from,
+    which the tag goes on)."""
     repo = env / "repo"
-    repo.mkdir()
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "ci@example.com"],
-                ["git", "config", "user.name", "ci"], ["git", "commit", "-q", "--allow-empty", "-m", "x"]):
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", "--shared", str(REPO), str(repo)],
+                   check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+    if subprocess.run(["git", "cat-file", "-e", f"{head}^{{commit}}"], cwd=repo).returncode:
+        pytest.skip("this checkout's HEAD is not on a branch a clone has")
+    for cmd in (["git", "config", "user.email", "ci@example.com"], ["git", "config", "user.name", "ci"]):
         subprocess.run(cmd, cwd=repo, check=True)
     monkeypatch.chdir(repo)
     return repo
@@ -45,6 +51,11 @@ def test_all_stages_pass_then_promote_audit_and_tag(checkout, capsys):
     assert report["stages"]["evaluate"]["action"] == "promote"
     assert report["stages"]["deploy"]["production"] == "v1.0.0"
     assert _tags(checkout) == ["model-v1.0.0"]
+    tagged = subprocess.run(["git", "rev-parse", "model-v1.0.0^{commit}"], cwd=checkout,
+                            capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+    assert tagged == head  # the commit the model was trained from
     audit = store_for_env().audit("flights")
     assert audit[-1]["action"] == "promote" and audit[-1]["actor"].startswith("release:")
     # again: the same candidate is production already; nothing to deploy, exit 0
@@ -90,7 +101,7 @@ def test_outside_a_git_checkout_no_tag_is_made(env, capsys, monkeypatch):  # noq
     monkeypatch.chdir(env)
     config = write_config(env / "flights.yaml", flights_dict())
     code, report, _ = _release(capsys, config)
-    assert code == 0 and report["stages"]["deploy"]["tag"].startswith("not a git checkout")
+    assert code == 0 and report["stages"]["deploy"]["tag"].startswith("no tag: --git-tag: not in a git checkout")
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -30,6 +30,7 @@ from ml_assets.core.registry import (
     UnknownModel,
 )
 from ml_assets.core.scoring import LoadedModel
+from ml_assets.defs import tracking
 from ml_assets.defs.io_manager import LazyTables
 from ml_assets.defs.names import (
     TAG_ACTOR,
@@ -175,7 +176,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                  "run_id": context.run_id, "actor": actor}
 
         if config.rollback or config.version:
-            return _manual(context, config, models, alerts, champion, moved, actor)
+            return _synced(context, models, _manual(context, config, models, alerts, champion,
+                                                    moved, actor))
 
         recorded = latest_recorded(context.instance, names.model)
         if not recorded or not recorded.get(MODEL_ID):
@@ -214,8 +216,13 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                 fields={"run_id": context.run_id, "actor": actor}), log=context.log)
         now = models.aliases(cfg.name)
         production = models.get(cfg.name, now.model_id("production")) if now.model_id("production") else None
-        return _result(decision.action, decision.reason, production, now, challenger, champion,
-                       decision)
+        return _synced(context, models, _result(decision.action, decision.reason, production,
+                                                now, challenger, champion, decision))
+
+    def _synced(context, models, result: dg.MaterializeResult) -> dg.MaterializeResult:
+        """After an alias move: mirror the aliases in MLflow (when tracking is on)."""
+        tracking.sync_aliases(cfg.name, models, context.log)
+        return result
 
     def _manual(context, config, models, alerts, champion, moved, actor) -> dg.MaterializeResult:
         action = "rollback" if config.rollback else "promote"

@@ -15,6 +15,7 @@ from ml_assets.core.lifecycle import feature_contract, set_alias_change
 from ml_assets.core.manifest import build_manifest
 from ml_assets.core.registry import AuditEntry
 from ml_assets.core.training import TrainingError, train
+from ml_assets.defs import tracking
 from ml_assets.defs.io_manager import LazyTables
 from ml_assets.defs.lifecycle import actor_of, trigger_of
 from ml_assets.defs.lineage import latest_versions
@@ -141,6 +142,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                                                dg.TableColumn("splits", "int")])),
         }
         metadata.update({metric_key(m): float(v) for m, v in trained.metrics.items()})
+        metadata.update(tracking.log_training(context, cfg.name, version, trained, lineage, models))
         results = [
             dg.AssetCheckResult(
                 check_name=gate_check_name(g.metric), asset_key=names.model, passed=g.passed,

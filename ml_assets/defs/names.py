@@ -18,7 +18,7 @@ import dagster as dg
 
 #: The layers of a pipeline's asset graph, in lineage order.
 LAYERS = ("raw", "processed", "quarantine", "features", "model", "production_model",
-          "predictions", "drift", "model_performance")
+          "predictions", "drift", "model_performance", "served_predictions")
 
 METRIC_PREFIX = "metric_"
 GATE_PREFIX = "gate_"
@@ -94,6 +94,7 @@ class PipelineNames:
     predictions = property(lambda self: self.key("predictions"))
     drift = property(lambda self: self.key("drift"))
     model_performance = property(lambda self: self.key("model_performance"))
+    served_predictions = property(lambda self: self.key("served_predictions"))
 
     # ------------------------------------------------------------ ops (step keys)
     @property

@@ -20,7 +20,16 @@ from typing import Any
 import dagster as dg
 
 from ml_assets.config import PipelineConfig
-from ml_assets.defs import automation, features, ingest, lifecycle, model, monitoring, predictions
+from ml_assets.defs import (
+    automation,
+    features,
+    ingest,
+    lifecycle,
+    model,
+    monitoring,
+    predictions,
+    serving,
+)
 from ml_assets.defs.names import TAG_TRAINING, PipelineNames
 from ml_assets.defs.spec import PipelineSpec
 
@@ -58,6 +67,7 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
               names.model_performance]
     jobs = build_jobs(spec, [k for a in assets for k in a.keys])
     sensors, schedules = automation.build(spec, jobs)
+    assets += serving.build(spec)  # served_predictions: after the jobs, so no job runs it
     return PipelineDefs(
         spec=spec,
         assets=assets,
