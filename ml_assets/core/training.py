@@ -69,13 +69,11 @@ def encode(frame: pd.DataFrame, numeric: list[str], categorical: dict[str, list[
     missing = [c for c in [*numeric, *categorical] if c not in frame.columns]
     if missing:
         raise TrainingError(f"feature rows lack the model's column(s) {missing}")
-    out = pd.DataFrame(index=frame.index)
-    for col in numeric:
-        out[col] = frame[col].astype("float64")
+    columns: dict[str, Any] = {col: frame[col].astype("float64") for col in numeric}
     for col, levels in categorical.items():
-        out[col] = pd.Categorical(frame[col].astype(object).where(frame[col].notna(), None),
-                                  categories=levels)
-    return out
+        columns[col] = pd.Categorical(frame[col].astype(object).where(frame[col].notna(), None),
+                                      categories=levels)
+    return pd.DataFrame(columns, index=frame.index)  # one step: no column-by-column inserts
 
 
 def reference_statistics(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict:

@@ -309,10 +309,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def _score_many(model: ServedModel, batch: Batch, served: ServedLog,
                       meta: dict) -> tuple[list[float], dict[str, int]]:
     def work():
-        features = model.schema.frame(batch.columns)
-        values = model.predict_frame(features)
-        served.add_many(meta, features, {k: batch.columns[k] for k in model.schema.keys}, values)
-        return values.tolist(), model.schema.unknown_levels(batch.columns)
+        columns, schema = batch.columns, model.schema
+        if model.fast_path:
+            values = model.predict_columns(columns, batch.rows)
+            features = lambda: schema.frame(columns)  # noqa: E731 - built off the request path
+        else:
+            features = schema.frame(columns)
+            values = model.predict_frame(features)
+        served.add_many(meta, features, {k: columns[k] for k in schema.keys}, values, batch.rows)
+        return values.tolist(), schema.unknown_levels(columns)
 
     if batch.rows <= INLINE_ROWS:
         return work()

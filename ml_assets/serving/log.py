@@ -78,13 +78,14 @@ class ServedLog:
             row["predicted_class"] = int(prediction >= 0.5)
         self._append(row, 1)
 
-    def add_many(self, meta: dict[str, Any], features: pd.DataFrame, keys: dict[str, list[Any]],
-                 predictions: np.ndarray) -> None:
-        """Keep a request's rows as they are: the typed feature frame it was scored on, the key
-        columns, the predictions; the writer thread assembles them, off the request path."""
+    def add_many(self, meta: dict[str, Any], features, keys: dict[str, list[Any]],
+                 predictions: np.ndarray, rows: int | None = None) -> None:
+        """Keep a request's rows as they are: the typed feature frame it was scored on (or a
+        function that builds it, called by the writer thread), the key columns, the
+        predictions; the writer thread assembles them, off the request path."""
         if not self.enabled:
             return
-        rows = len(features)
+        rows = len(features) if rows is None else rows
         index = None
         if self.sample_rate < 1:
             keep = np.random.default_rng().random(rows) < self.sample_rate
@@ -189,7 +190,8 @@ class _Chunk:
 
     def table(self, schema: pa.Schema) -> pa.Table:
         keep = self.index
-        features = self.features if keep is None else self.features.iloc[keep]
+        features = self.features() if callable(self.features) else self.features
+        features = features if keep is None else features.iloc[keep]
         n = len(features)
         columns: dict[str, Any] = {}
         for key, value in self.meta.items():

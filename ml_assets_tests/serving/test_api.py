@@ -190,6 +190,7 @@ def test_a_model_that_cannot_score_is_a_500_never_a_silent_answer(client, rows, 
 
     monkeypatch.setattr(ServedModel, "predict_one", broken)
     monkeypatch.setattr(ServedModel, "predict_frame", broken)
+    monkeypatch.setattr(ServedModel, "predict_columns", broken)
     for body in (rows[0][0], rows[0][:2]):
         response = client.post("/predict", json=body)
         assert response.status_code == 500

@@ -34,7 +34,8 @@ def test_api_predictions_equal_the_batch_predictions_asset(trained, serving_stor
             assert len(features) == len(batch) > 500
             body = records(features)
 
-            # the whole day in one request: the batch path (core.scoring.score)
+            # the whole day in one request: the fast batch path (numpy), as served
+            assert client.get("/model").json()["production"]["fast_path"] is True
             response = client.post("/predict", json=body)
             assert response.status_code == 200, response.text
             answer = response.json()
@@ -120,6 +121,8 @@ def test_thread_counts_do_not_change_predictions(trained, serving_storage):
         columns = {c: features[c].astype(object).where(features[c].notna(), None).tolist()
                    for c in served.schema.features}
         assert np.array_equal(served.predict_frame(served.schema.frame(columns)),
+                              batch["prediction"].to_numpy())
+        assert np.array_equal(served.predict_columns(columns, len(features)),
                               batch["prediction"].to_numpy())
         assert served.predict_one({c: v[5] for c, v in columns.items()})[0] == \
             batch["prediction"].iloc[5]
