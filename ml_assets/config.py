@@ -308,10 +308,12 @@ class Automation(_Strict):
                                   description="Least time between two drift-triggered retrains.")
     daily_cron: str | None = Field(default="0 6 * * *", description="The daily batch; null: off.")
     retrain_cron: str | None = Field(default="0 3 * * 1", description="Periodic retrain; null: off.")
+    served_cron: str | None = Field(
+        default="15 0 * * *", description="Collect yesterday's served predictions; null: off.")
     timezone: str = "UTC"
     new_data_sensor: bool = True
 
-    @field_validator("daily_cron", "retrain_cron")
+    @field_validator("daily_cron", "retrain_cron", "served_cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:

@@ -6,6 +6,7 @@
   raw -> ... -> monitoring for the days they hold;
 - `<name>_daily_schedule` materializes the next day not yet ingested (for nycflights13 it plays
   the daily extract); `<name>_retrain_schedule` retrains periodically;
+  `<name>_served_predictions_schedule` collects yesterday's served predictions;
 - `<name>_run_failure_sensor` alerts on a failed run of the pipeline.
 
 Every run they launch carries `ml_assets/trigger`, `ml_assets/pipeline`, `ml_assets/partition`
@@ -246,5 +247,22 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                 run_config={"ops": {names.model_op: {"config": {"as_of": newest}}}})
 
         schedules.append(retrain_schedule)
+
+    if auto.served_cron:
+        @dg.schedule(
+            name=names.served_schedule, job=jobs["serving"], cron_schedule=auto.served_cron,
+            execution_timezone=auto.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+            description=f"{cfg.name}: collect yesterday's served predictions (UTC day).",
+        )
+        def served_schedule(context: dg.ScheduleEvaluationContext):
+            day = (context.scheduled_execution_time.astimezone(dt.UTC).date()
+                   - dt.timedelta(days=1)).isoformat()
+            if day not in set(spec.partition_keys()):
+                return dg.SkipReason(f"{day} is not a partition of {cfg.name} "
+                                     f"({cfg.partitions.start}..{cfg.partitions.end}, end "
+                                     "exclusive): nothing the API served is collected for it")
+            return dg.RunRequest(run_key=f"served:{day}", tags=_tags(spec, "schedule", day, day, day))
+
+        schedules.append(served_schedule)
 
     return sensors, schedules

@@ -133,6 +133,11 @@ class PipelineNames:
         return f"{self.pipeline}_retrain"
 
     @property
+    def serving_job(self) -> str:
+        """served_predictions alone: collect a day of what the API served."""
+        return f"{self.pipeline}_serving"
+
+    @property
     def lifecycle_job(self) -> str:
         """production_model alone: promotion, rollback (what `ml-assets models` launches)."""
         return f"{self.pipeline}_lifecycle"
@@ -157,3 +162,7 @@ class PipelineNames:
     @property
     def retrain_schedule(self) -> str:
         return f"{self.pipeline}_retrain_schedule"
+
+    @property
+    def served_schedule(self) -> str:
+        return f"{self.pipeline}_served_predictions_schedule"

@@ -99,6 +99,10 @@ def build_jobs(spec: PipelineSpec, keys: list[dg.AssetKey]) -> dict[str, Any]:
             partitions_def=spec.daily, tags={TAG_TRAINING: cfg.name},
             description=(f"{cfg.name}: train a challenger (as_of), decide production, re-score "
                          "and re-monitor the days in range.")),
+        "serving": dg.define_asset_job(
+            name=names.serving_job, selection=dg.AssetSelection.assets(names.served_predictions),
+            partitions_def=spec.daily,
+            description=f"{cfg.name}: collect a day of the predictions the API served."),
         "lifecycle": dg.define_asset_job(
             name=names.lifecycle_job, selection=dg.AssetSelection.assets(names.production_model),
             description=f"{cfg.name}: promote or roll back (production_model alone)."),

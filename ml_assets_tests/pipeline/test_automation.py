@@ -169,6 +169,19 @@ def test_daily_and_retrain_schedules(landing, storage, instance):
     assert request.tags["ml_assets/trigger"] == "schedule"
 
 
+def test_served_predictions_schedule_collects_yesterday_inside_the_partitions(landing, storage,
+                                                                            instance):
+    _, cfg = landing
+    schedule = _defs(cfg, storage).resolve_schedule_def(NAMES.served_schedule)
+    [request] = schedule.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2024, 3, 6, 0, 15, tzinfo=dt.UTC))
+    ).run_requests
+    assert request.tags["ml_assets/partition"] == "2024-03-05"
+    outside = schedule.evaluate_tick(dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2030, 1, 2, 0, 15, tzinfo=dt.UTC)))
+    assert not outside.run_requests and "2030-01-01 is not a partition" in outside.skip_message
+
+
 def test_every_sensor_and_schedule_starts_running(landing, storage):
     _, cfg = landing
     defs = _defs(cfg, storage)
@@ -182,7 +195,7 @@ def test_every_sensor_and_schedule_starts_running(landing, storage):
 def test_sensor_interval_comes_from_config(tmp_path, storage):
     cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(
         str(tmp_path / "{date}.csv"), automation={"sensor_interval_seconds": 7,
-                                                   "daily_cron": None})))
+                                                   "daily_cron": None, "served_cron": None})))
     defs = _defs(cfg, storage)
     assert defs.resolve_sensor_def(NAMES.drift_retrain_sensor).minimum_interval_seconds == 7
     assert [s.name for s in defs.schedules] == [NAMES.retrain_schedule]
