@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from ml_assets.environment import EnvironmentError_, settings_from_env
@@ -64,3 +65,35 @@ def test_reads_os_environ_when_no_mapping_given(monkeypatch):
     monkeypatch.setenv("ENV", "staging")
     monkeypatch.setenv("S3_BUCKET", "from-os")
     assert settings_from_env().tables_root == "s3://from-os/tables"
+
+
+@pytest.mark.parametrize("env,sse,key", [
+    ({}, "AES256", None),
+    ({"S3_SSE": "none"}, None, None),
+    ({"S3_SSE_KMS_KEY_ID": "alias/ml"}, "aws:kms", "alias/ml"),
+    ({"S3_SSE": "aws:kms", "S3_SSE_KMS_KEY_ID": "k"}, "aws:kms", "k"),
+])
+def test_server_side_encryption_settings(env, sse, key):
+    s = settings_from_env(env)
+    assert (s.s3_sse, s.s3_kms_key_id) == (sse, key)
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"S3_SSE": "rot13"}, "S3_SSE must be AES256, aws:kms or none, found 'rot13'"),
+    ({"S3_SSE": "AES256", "S3_SSE_KMS_KEY_ID": "k"}, "S3_SSE_KMS_KEY_ID is set but S3_SSE is 'AES256'"),
+    ({"ALERT_WEBHOOK_URL": "hooks.slack.com/x"}, "ALERT_WEBHOOK_URL must be an http(s) URL"),
+])
+def test_bad_encryption_or_webhook_settings_name_the_variable(env, message):
+    with pytest.raises(EnvironmentError_, match=message.replace("(", r"\(").replace(")", r"\)")):
+        settings_from_env(env)
+
+
+def test_webhook_url_reaches_the_alerts_resource_as_an_env_var_reference(monkeypatch):
+    from ml_assets.definitions import alerts_for
+
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "https://hooks.example.com/T/B/x")
+    resource = alerts_for(settings_from_env())
+    # a reference, resolved when a run or sensor starts: the UI never shows the secret
+    assert isinstance(resource.webhook_url, dg.EnvVar)
+    assert resource.webhook_url.env_var_name == "ALERT_WEBHOOK_URL"
+    assert alerts_for(settings_from_env({})).webhook_url is None
