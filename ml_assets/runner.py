@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ml_assets import failed_partitions
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import (
     TAG_LAUNCHED_BY,
@@ -22,7 +23,9 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     import dagster as dg
 
     from ml_assets.definitions import build_definitions
+    from ml_assets.environment import apply_dagster_event_settings
 
+    apply_dagster_event_settings()  # before the run is planned: one planned event per asset
     defs = build_definitions([cfg], storage=storage)
     names = PipelineNames(cfg.name)
     job = defs.resolve_job_def(names.pipeline_job)
@@ -40,7 +43,9 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
         },
         raise_on_error=False,
     )
-    return summarize(cfg, result, start, end, as_of, blocking_checks(defs))
+    summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
+    failed_partitions.record(summary, result, defs, instance, start, end)
+    return summary
 
 
 def blocking_checks(defs) -> dict[tuple, bool]:
@@ -150,6 +155,7 @@ def render(summary: dict[str, Any]) -> str:
                      f"partition(s) {c['partitions']}: observed {c['observed']}, threshold {c['threshold']}")
     for f in summary["step_failures"]:
         lines.append(f"  step failed: {f['step']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+    lines += failed_partitions.render_lines(summary)
     lines.append("  result       " + ("OK" if summary["success"] else "FAILED"))
     return "\n".join(lines)
 
