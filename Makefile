@@ -32,6 +32,11 @@ endif
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
 
+# Dagster's event settings for every process a recipe starts (`make ui`, the daemon it runs,
+# `make demo`): one planned event per asset and run, not per partition. ml_assets/environment.py
+# decides them (and `ml-assets run` applies them itself); set the variable in .env to override.
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
+
 .DEFAULT_GOAL := help
 
 .PHONY: help venv dagster-home demo drift-demo drift-ui release bench-drift test test-fast deploy-check ui bench lint lock clean serve mlflow-ui

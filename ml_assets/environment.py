@@ -17,6 +17,8 @@ Read from the environment when definitions are built (never at import time):
 | ML_ASSETS_PIPELINE | the pipeline the API serves, when several are configured | (the only one) |
 | ML_ASSETS_ADMIN_TOKEN | bearer token for the API's /admin endpoints (>= 16 chars) | (none: off) |
 | ML_ASSETS_SERVING_POLL_SECONDS | how often the API checks the aliases        | serving.poll_seconds |
+| DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS | one planned event per asset and run | true |
+| DAGSTER_EVENT_BATCH_SIZE | PostgreSQL event writes batched by N (see apply_dagster_event_settings) | 50 (staging/production) |
 
 ENV=production requires S3_BUCKET: production data does not live on a container's disk.
 """
