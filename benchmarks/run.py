@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import contextlib
+
 from pipeline import cases, report, sides  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,12 +43,10 @@ def machine() -> dict:
             "versions": {"dagster": dagster.__version__, "pandas": pandas.__version__,
                          "lightgbm": lightgbm.__version__},
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         info["cpu"] = next(line.split(":", 1)[1].strip()
                            for line in Path("/proc/cpuinfo").read_text().splitlines()
                            if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return info
 
 
@@ -78,13 +78,18 @@ def run_case(case: str, args, base: Path) -> dict:
     for s, rs in runs.items():
         if len(rs) > 1:
             best[s]["repeats_wall_s"] = [r["wall_s"] for r in rs]
+    prints = sorted({r["code_fingerprint"] for rs in runs.values() for r in rs
+                     if "code_fingerprint" in r})
+    if len(prints) > 1:
+        print(f"   WARNING: ml_assets changed while this case ran (fingerprints {prints})")
     ratios = report.ratios(best)
     result = {
         "stem": stem, "case": case, "quick": args.quick, "instance": args.instance,
         "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "spec": {k: v for k, v in spec.items() if k != "workdir"},
+        "code_fingerprints": prints,
         "ratios": ratios,
         "targets": report.targets(case, args.quick, ratios),
         "consistency": report.consistency(best),

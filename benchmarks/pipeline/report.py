@@ -71,9 +71,9 @@ def table(results: list[dict]) -> str:
     lines = [head]
     for r in results:
         s = r["sides"]
-        name = r["stem"] + (f" ({r['instance']})" if r.get("instance", "sqlite") != "sqlite" else "")
+        name = r["stem"]
 
-        def g(side, key, fmt="{:.1f}"):
+        def g(side, key, fmt="{:.1f}", s=s):
             return fmt.format(s[side][key]) if side in s else "-"
 
         q = r["ratios"]

@@ -36,6 +36,17 @@ PG = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USE
       "DAGSTER_PG_PASSWORD": ""}
 
 
+def code_fingerprint() -> str:
+    """A hash of ml_assets' source and configs as this process sees them (the tree is edited
+    while benchmarks run; a case whose sides saw different code is flagged by run.py)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted([*(ROOT / "ml_assets").rglob("*.py"), *(ROOT / "configs").glob("*.yaml")]):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def rss_mb() -> float:
     import resource
 
@@ -136,8 +147,6 @@ def overhead_probe(spec: dict, instance, cfg, sample: int = 30) -> dict:
     """Per-partition costs the platform pays and the scripts do not, measured on a sample of
     the partitions the run wrote and scaled to the run: content hashing of what a step
     produces, and reading a step's inputs back from Parquet."""
-    import dagster as dg
-
     from ml_assets.core.storage import read_uri
     from ml_assets.core.tables import content_hash, from_parquet_bytes
     from ml_assets.defs.lineage import latest_versions
@@ -161,7 +170,6 @@ def overhead_probe(spec: dict, instance, cfg, sample: int = 30) -> dict:
             t_hash += time.perf_counter() - t
         scale = len(days) / len(refs)
         out[layer] = {"hash_s": round(t_hash * scale, 3), "read_back_s": round(t_read * scale, 3)}
-    del dg
     # inputs read back: processed <- raw, quarantine; features <- processed; model, predictions
     # <- features (model: the window only)
     reads = {"raw": 1, "processed": 1, "features": 1 + 1}
@@ -194,8 +202,8 @@ def platform(spec: dict, workdir: Path) -> dict:
     import dagster as dg
 
     from ml_assets.config import load_config
-    from ml_assets.defs.names import TAG_LAUNCHED_BY, PipelineNames, range_tags
     from ml_assets.definitions import build_definitions
+    from ml_assets.defs.names import TAG_LAUNCHED_BY, PipelineNames, range_tags
     from ml_assets.runner import blocking_checks, summarize
 
     import_s = time.perf_counter() - t0
@@ -227,6 +235,7 @@ def platform(spec: dict, workdir: Path) -> dict:
         if db:
             _postgres(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
     return {
+        "code_fingerprint": code_fingerprint(),
         "import_s": round(import_s, 3),
         "work_s": round(work_s, 3),
         "success": summary["success"],
@@ -348,6 +357,7 @@ def plain(spec: dict, workdir: Path) -> dict:
             t = mark("write", t)
             rows["predictions"] += len(p)
     return {
+        "code_fingerprint": code_fingerprint(),
         "import_s": round(import_s, 3),
         "work_s": round(time.perf_counter() - t0, 3),
         "phases_s": {k: round(v, 3) for k, v in phases.items()},

@@ -158,3 +158,44 @@ def test_bad_event_setting_makes_the_cli_exit_2(event_env, tmp_path, monkeypatch
                      "2013-01-15", "--as-of", "2013-01-12"])
     assert code == 2
     assert "DAGSTER_EVENT_BATCH_SIZE must be a whole number" in capsys.readouterr().err
+
+
+def test_column_schema_on_a_runs_last_partitions_keeps_the_schema_check_working(
+        tmp_path, storage, instance, monkeypatch):
+    """The schema is not repeated on every day of a backfill, and Dagster's schema-change check
+    (latest two materializations) still finds it after a backfill and after a daily run."""
+    from ml_assets.config import load_config
+    from ml_assets.defs.io_manager import TableIOManager
+    from ml_assets.defs.names import range_tags
+    from ml_assets.defs.pipeline import build_pipeline
+    from ml_assets_tests.helpers import rentals_dict, write_rentals
+
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
+    write_rentals(tmp_path / "src", dt.date(2024, 3, 1), days=5, rows=20)
+    cfg = load_config(write_config(tmp_path / "r.yaml",
+                                   rentals_dict(str(tmp_path / "src" / "{date}.csv"))))
+    built = build_pipeline(cfg)
+    raw_key = built.names.raw
+    schema_check = next(c for c in built.checks if raw_key in {k.asset_key for k in c.check_keys})
+    resources = {"storage": storage, "table_io_manager": TableIOManager(storage=storage)}
+
+    def run(first, last):
+        result = dg.materialize([built.asset("raw"), schema_check], instance=instance,
+                                resources=resources, tags=range_tags(first, last))
+        [evaluation] = [e for e in result.get_asset_check_evaluations()
+                        if e.asset_key == raw_key and "schema_change" in e.check_name]
+        return result, evaluation
+
+    backfill, evaluation = run("2024-03-01", "2024-03-04")
+    assert evaluation.passed
+    mats = {e.materialization.partition: e.materialization.metadata
+            for e in backfill.get_asset_materialization_events()}
+    assert [d for d, m in sorted(mats.items()) if "dagster/column_schema" in m] == [
+        "2024-03-03", "2024-03-04"]
+    assert mats["2024-03-04"]["partitions_in_run"].value == 4
+    assert "partitions_in_run" not in mats["2024-03-01"]
+    assert all("content_hash" in m and "dagster/row_count" in m for m in mats.values())
+    daily, evaluation = run("2024-03-05", "2024-03-05")
+    assert evaluation.passed, evaluation.description
+    [mat] = [e.materialization.metadata for e in daily.get_asset_materialization_events()]
+    assert "dagster/column_schema" in mat
