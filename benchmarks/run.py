@@ -91,7 +91,9 @@ def run_case(case: str, args, base: Path) -> dict:
         "code_fingerprints": prints,
         "ratios": ratios,
         "targets": report.targets(case, args.quick, ratios),
-        "consistency": report.consistency(best),
+        "consistency": {**report.consistency(best), "predictions": report.same_predictions(
+            {side: str(base / case / f"{side}_0") for side in best},
+            [spec["start"], spec["as_of"]])},
         "sides": best,
     }
     if "platform" in best and "plain" in best:
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   ratios {result['ratios']}")
             print(f"   targets {json.dumps(result['targets'])}")
             print(f"   consistency: rows equal {result['consistency']['rows_equal']}, "
-                  f"roc_auc {result['consistency']['roc_auc']}")
+                  f"roc_auc {result['consistency']['roc_auc']}, same predictions "
+                  f"{result['consistency']['predictions']}")
             print(f"   wrote {path}", flush=True)
             done.append(result)
     finally:

@@ -85,3 +85,33 @@ def table(results: list[dict]) -> str:
             f"| {g('bare', 'peak_rss_mb', '{:.0f}')} | {q.get('platform/plain peak memory', '-')} "
             f"| {ev.get('total', '-')} | {ev.get('per_partition', '-')} |")
     return "\n".join(lines)
+
+
+def _predictions_file(workdir: str, side: str, day: str):
+    from pathlib import Path
+
+    data = Path(workdir) / "data"
+    if side == "platform":
+        found = sorted(data.glob(f"tables/*/predictions/{day}/*.parquet"))
+        return found[-1] if found else None
+    path = data / "predictions" / f"{day}.parquet"
+    return path if path.exists() else None
+
+
+def same_predictions(workdirs: dict[str, str], days: list[str]) -> dict:
+    """Are the sides' predictions for these days the same rows and values (to 1e-12)?"""
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for day in days:
+        frames = {side: pd.read_parquet(p) for side, wd in workdirs.items()
+                  if (p := _predictions_file(wd, side, day)) is not None}
+        if len(frames) < 2:
+            continue
+        ref_side, ref = next(iter(frames.items()))
+        out[day] = all(
+            len(f) == len(ref) and np.allclose(f["prediction"].to_numpy(),
+                                               ref["prediction"].to_numpy(), rtol=0, atol=1e-12)
+            for f in frames.values())
+    return {"days_compared": out, "equal": bool(out) and all(out.values())}

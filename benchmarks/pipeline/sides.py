@@ -131,15 +131,21 @@ def event_stats(instance, run_id: str, t_submit: float, partitions: int) -> dict
     }
 
 
-def event_write_cost_ms(instance, n: int = 60) -> float:
-    """Milliseconds to write one asset event on this instance (runless materializations with one
-    metadata entry, after the run; a step's events cost about the same)."""
+def event_write_cost_ms(instance, n: int = 60, schema_columns: int = 0) -> float:
+    """Milliseconds to write one asset materialization on this instance (runless, after the run;
+    a step's events cost about the same): with a URI, a hash and a row count, and with a column
+    schema of `schema_columns` columns (what every partition's event carried before)."""
     import dagster as dg
 
+    meta = {"dagster/uri": dg.MetadataValue.path("/tmp/x/flights/features/2013-01-01/abc.parquet"),
+            "content_hash": "0" * 64, "dagster/row_count": dg.MetadataValue.int(900)}
+    if schema_columns:
+        meta["dagster/column_schema"] = dg.TableSchema(
+            columns=[dg.TableColumn(f"column_{i}", "float64") for i in range(schema_columns)])
     t = time.perf_counter()
     for i in range(n):
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key="bench_event_probe", metadata={"i": i}))
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key="bench_event_probe", partition=f"p{i}", metadata=meta))
     return round((time.perf_counter() - t) / n * 1000, 2)
 
 
@@ -230,6 +236,7 @@ def platform(spec: dict, workdir: Path) -> dict:
             summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
             events = event_stats(instance, result.run_id, t_submit, spec["partitions"])
             cost = event_write_cost_ms(instance)
+            cost_with_schema = event_write_cost_ms(instance, schema_columns=25)
             probe = overhead_probe(spec, instance, cfg)
     finally:
         if db:
@@ -249,6 +256,7 @@ def platform(spec: dict, workdir: Path) -> dict:
         "event_settings": settings,
         "events": events,
         "event_write_ms": cost,
+        "event_write_ms_with_25_column_schema": cost_with_schema,
         "overhead_probe": probe,
         "rss_mb_after": {"run": rss_run},
     }
