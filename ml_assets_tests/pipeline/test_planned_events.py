@@ -199,3 +199,26 @@ def test_column_schema_on_a_runs_last_partitions_keeps_the_schema_check_working(
     assert evaluation.passed, evaluation.description
     [mat] = [e.materialization.metadata for e in daily.get_asset_materialization_events()]
     assert "dagster/column_schema" in mat
+
+
+def test_instance_init_checks_and_shows_the_event_settings(tmp_path, monkeypatch, capsys):
+    from ml_assets.instance import main as instance_main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("ENV", "staging")
+    for name, value in PG_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(EVENT_BATCH_SIZE, "x")
+    monkeypatch.delenv(EVENT_BATCH_SIZE)
+    monkeypatch.setenv(EMIT_PARTITION_SUBSET, "x")
+    monkeypatch.delenv(EMIT_PARTITION_SUBSET)
+    assert instance_main(["init"]) == 0
+    out = capsys.readouterr().out
+    assert f"{EMIT_PARTITION_SUBSET}=true, {EVENT_BATCH_SIZE}=50" in out
+    monkeypatch.setenv(EVENT_BATCH_SIZE, "1e3")
+    assert instance_main(["init", "--force"]) == 2
+    assert "DAGSTER_EVENT_BATCH_SIZE must be a whole number" in capsys.readouterr().err
+
+
+PG_VARIABLES = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432",
+                "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": "x"}
