@@ -234,9 +234,9 @@ class _Reader:
                                columns=[str(n) for n in names])
         missing = [c for c in self.required if c not in names]
         if missing:
-            lower = {str(n).lower().replace(" ", "_"): n for n in names}
-            hints = [f"{lower[c.lower()]!r} is not {c!r}" for c in missing if c.lower() in lower]
-            hint = f" ({'; '.join(hints)}: names are case-sensitive)" if hints else ""
+            hints = [f"{n!r} may be {c!r} renamed" for c in missing for n in extra
+                     if c.lower() in str(n).lower().replace(" ", "_")]
+            hint = f" ({'; '.join(hints)}; names are case-sensitive)" if hints else ""
             return FileProblem(uri, "columns", f"{uri}: missing required column(s) {missing}{hint}; "
                                f"expected {self.required}, found {names}", columns=missing)
         if extra and self.action == "fail":
