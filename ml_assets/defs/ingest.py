@@ -19,6 +19,7 @@ import os
 
 import dagster as dg
 
+from ml_assets.config import FilesSource
 from ml_assets.core import quality
 from ml_assets.core.contract import clean, expected_columns
 from ml_assets.core.pii import PiiKeyMissing, apply_pii, key_missing
@@ -42,6 +43,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     cfg, names = spec.cfg, spec.names
     nullable_columns = [c for c, s in cfg.columns.items()
                         if s.nullable and c in expected_columns(cfg)]
+    files = isinstance(cfg.source, FilesSource)
 
     @dg.asset(
         key=names.raw, partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
@@ -54,8 +56,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         check_specs=spec.check_specs(names.raw, {
             "required_columns": (True, "Every source file has every column of the contract and a "
                                        "parseable header (blocking; checked per file)."),
-            "readable_files": (False, "No source file is quarantined as a file (unreadable, or "
-                                      "no row inside the partitions)."),
+            **({"readable_files": (False, "No source file is quarantined as a file (unreadable, "
+                                          "or no row inside the partitions).")} if files else {}),
             "row_count": (False, "Rows per day within checks.min/max_rows_per_day."),
         }),
     )
@@ -105,10 +107,12 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(description=str(exc)) from None
         readable = quality.readable_files(problems)
         results = [check_result(columns.result(), names.raw),
-                   dg.AssetCheckResult(check_name="readable_files", asset_key=names.raw,
-                                       passed=readable.passed, severity=dg.AssetCheckSeverity.WARN,
-                                       metadata=check_result(readable, names.raw).metadata),
                    check_result(row_count.result(), names.raw)]
+        if files:
+            results.insert(1, dg.AssetCheckResult(
+                check_name="readable_files", asset_key=names.raw, passed=readable.passed,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata=check_result(readable, names.raw).metadata))
         if not readable.passed:
             context.log.warning(f"{cfg.name}: source files quarantined as files: "
                                 + "; ".join(readable.details["files"].splitlines()[:5]))
