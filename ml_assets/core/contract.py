@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
-from ml_assets.core.frames import INGEST_REASON, LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
+from ml_assets.core import frames as _ingest
+from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
 
 QUARANTINE_COLUMNS = ["partition", SOURCE_FILE, SOURCE_ROW, "reason", "record"]
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -124,8 +125,9 @@ def clean(raw: pd.DataFrame, config: PipelineConfig, partition: str) -> Cleaned:
         msgs = message(idx) if callable(message) else pd.Series(message, index=idx)
         reasons.loc[idx] = reasons.loc[idx] + msgs + "; "
 
-    if INGEST_REASON in raw.columns:  # rows the ingest could not place in their day
-        flag(raw[INGEST_REASON].notna(), lambda idx: raw.loc[idx, INGEST_REASON].astype(str))
+    reason = _ingest.INGEST_REASON  # rows the ingest could not place in their day
+    if reason in raw.columns:
+        flag(raw[reason].notna(), lambda idx: raw.loc[idx, reason].astype(str))
 
     out: dict[str, pd.Series] = {}
     for column in expected_columns(config):
@@ -184,7 +186,7 @@ def clean(raw: pd.DataFrame, config: PipelineConfig, partition: str) -> Cleaned:
     processed = parsed_frame.loc[~bad_rows].reset_index(drop=True)
     quarantine = quarantine_frame(raw.loc[bad_rows], reasons[bad_rows].str.rstrip("; "), partition)
     extra = [c for c in raw.columns
-             if c not in config.columns and c not in LINEAGE_COLUMNS and c != INGEST_REASON]
+             if c not in config.columns and c not in LINEAGE_COLUMNS and c != _ingest.INGEST_REASON]
     return Cleaned(processed=processed, quarantine=quarantine, extra_columns=extra)
 
 
@@ -198,7 +200,8 @@ def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> 
             "reason": pd.Series(dtype="string"),
             "record": pd.Series(dtype="string"),
         })
-    payload = rows.drop(columns=[c for c in (*LINEAGE_COLUMNS, INGEST_REASON) if c in rows.columns])
+    payload = rows.drop(columns=[c for c in (*LINEAGE_COLUMNS, _ingest.INGEST_REASON)
+                                 if c in rows.columns])
     records = payload.astype(object).where(payload.notna(), None)
     as_json = [json.dumps(r, default=str, sort_keys=True) for r in records.to_dict("records")]
     return pd.DataFrame({

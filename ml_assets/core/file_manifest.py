@@ -193,10 +193,8 @@ def update(
     scanned: dict[str, FileEntry] = {}
     for _ in range(attempts):
         current, etag = load(store, key)
-        if current is None or not current.matches(*header):
-            base = Manifest(*header)
-        else:
-            base = current
+        fresh = current is None or not current.matches(*header)
+        base = Manifest(*header) if fresh else current
         files = {} if complete else dict(base.files)
         changed = current is None or base is not current
         for item in listing:

@@ -52,7 +52,13 @@ import pandas as pd
 
 from ml_assets.config import FilesSource, NycFlightsSource, PipelineConfig
 from ml_assets.core import file_manifest as fm
-from ml_assets.core.frames import INGEST_REASON, LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
+from ml_assets.core.frames import (
+    INGEST_REASON,
+    LINEAGE_COLUMNS,
+    SOURCE_FILE,
+    SOURCE_ROW,
+    to_naive_utc,
+)
 from ml_assets.core.storage import ObjectStore, glob_uri, open_uri, read_uri
 
 

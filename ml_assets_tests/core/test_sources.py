@@ -15,7 +15,13 @@ from ml_assets.core.frames import INGEST_REASON
 from ml_assets.core.sources import read_source
 from ml_assets.core.storage import LocalStore
 from ml_assets_tests.helpers import write_config
-from ml_assets_tests.pipeline.hostile import START, credit_config, credit_dict, credit_frame, write_day
+from ml_assets_tests.pipeline.hostile import (
+    START,
+    credit_config,
+    credit_dict,
+    credit_frame,
+    write_day,
+)
 
 D0, D1 = START.isoformat(), (START + dt.timedelta(days=1)).isoformat()
 END = START + dt.timedelta(days=2)
