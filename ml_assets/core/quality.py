@@ -98,11 +98,12 @@ def columns_present_check(config: PipelineConfig) -> Accumulator:
 
 
 def readable_files(problems: list[Any]) -> Outcome:
-    """Files quarantined as files: unreadable ones (path, size, SHA-256, reason) and files with
-    no row inside the partitions. Passes when there is none; a warning, never blocking."""
+    """Files quarantined as files: unreadable ones (path, size, SHA-256, reason), files with no
+    row inside the partitions, and files whose days cannot be known (no timestamp column, no
+    date in the name). Passes when there is none; a warning, never blocking."""
     seen: dict[str, Any] = {}
-    for p in problems:
-        if p.kind in ("unreadable", "no_rows"):
+    for p in problems:  # a columns problem with no known day blocks nothing: reported here
+        if p.kind in ("unreadable", "no_rows") or (p.kind == "columns" and not p.days):
             seen.setdefault(p.uri, p)
     blocked = sorted({d for p in seen.values() for d in p.days})
     unreadable = [p for p in seen.values() if p.kind == "unreadable"]
@@ -111,7 +112,7 @@ def readable_files(problems: list[Any]) -> Outcome:
         details["files"] = "\n".join(p.line() for p in list(seen.values())[:20]) + (
             f"\n(+{len(seen) - 20} more)" if len(seen) > 20 else "")
         details["unreadable_files"] = len(unreadable)
-        details["files_without_rows_in_partitions"] = len(seen) - len(unreadable)
+        details["files_without_rows_in_partitions"] = sum(p.kind == "no_rows" for p in seen.values())
         details["blocked_partitions"] = _short(blocked) if blocked else "none"
     return Outcome("readable_files", not seen, len(seen), "0 files quarantined as files", details)
 

@@ -371,3 +371,17 @@ def test_written_files_follow_the_process_umask(tmp_path, storage, instance, mas
     files = parquet_files(_tables(storage))
     assert len(files) == 3
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~mask)}
+
+
+def test_a_glob_file_without_the_timestamp_column_and_no_date_is_reported(tmp_path, storage,
+                                                                         instance):
+    src = tmp_path / "landing"
+    write_credit(src, "csv", days=2)
+    credit_frame(START).drop(columns=["observed_at"]).to_csv(src / "credit-misc.csv", index=False)
+    cfg = credit_config(src, "glob", partitions={"start": D[0], "end": D[2]})
+    result = materialize(cfg, storage, instance, D[0], D[1], layers=["raw"])
+    assert result.success, step_errors(result)  # its days cannot be known: it blocks none
+    check = checks_by_name(result)["raw.readable_files"]
+    assert not check.passed
+    assert "credit-misc.csv: missing required column(s) ['observed_at']" in \
+        check.metadata["files"].value
