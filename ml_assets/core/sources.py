@@ -181,7 +181,8 @@ def _parquet_fragment(uri: str, s3_client: Any, size: int | None):
 
     handle = open_uri(uri, s3_client, size)
     try:
-        fragment = ds.ParquetFileFormat().make_fragment(pa.PythonFile(handle, mode="r"))
+        native = handle if isinstance(handle, pa.NativeFile) else pa.PythonFile(handle, mode="r")
+        fragment = ds.ParquetFileFormat().make_fragment(native)
         schema = fragment.physical_schema
     except FileNotFoundError:
         handle.close()
@@ -252,7 +253,9 @@ class _Reader:
 
     def _extra(self, names: list[str]) -> list[str]:
         skip = {*LINEAGE_COLUMNS, INGEST_REASON}
-        return [str(n) for n in names if n not in self.contract and n not in skip]
+        # pandas' stored index (`__index_level_0__`) is file structure, not a column
+        return [str(n) for n in names if n not in self.contract and n not in skip
+                and not str(n).startswith("__index_level_")]
 
     def _unreadable(self, uri: str, reason: str, data: bytes | None = None) -> _Loaded:
         if data is None:

@@ -276,15 +276,24 @@ def glob_uri(pattern: str, s3_client: Any = None) -> list[str]:
     return sorted(glob.glob(pattern))
 
 
-def open_uri(uri: str, s3_client: Any = None, size: int | None = None) -> io.RawIOBase:
-    """A seekable binary file over a local path or an s3:// object. On S3 each read is a ranged
-    GET, so a reader that needs a few parts of a large object (a Parquet footer and some row
-    groups) transfers only those."""
+def open_uri(uri: str, s3_client: Any = None, size: int | None = None) -> Any:
+    """A seekable binary file over a local path (a pyarrow `OSFile`) or an s3:// object (an
+    `S3RangeFile`). On S3 each read is a ranged GET, so a reader that needs a few parts of a large
+    object (a Parquet footer and some row groups) transfers only those."""
     if uri.startswith("s3://"):
         if s3_client is None:
             raise ValueError(f"{uri}: an S3 client is needed to read this URI")
         return S3RangeFile(uri, s3_client, size)
-    return open(uri, "rb")  # noqa: SIM115 - the caller closes it
+    import pyarrow as pa
+
+    try:
+        return pa.OSFile(uri, "r")  # native reads: no Python call per read
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not os.path.exists(uri):
+            raise FileNotFoundError(f"{uri}: no such file") from exc
+        raise
 
 
 class S3RangeFile(io.RawIOBase):
