@@ -385,3 +385,25 @@ def test_a_glob_file_without_the_timestamp_column_and_no_date_is_reported(tmp_pa
     assert not check.passed
     assert "credit-misc.csv: missing required column(s) ['observed_at']" in \
         check.metadata["files"].value
+
+
+@pytest.mark.parametrize("env_name", ["ML_ASSETS_PII_KEY", "CREDIT_HMAC_KEY"])
+def test_a_missing_pii_key_names_the_variable_before_any_read(tmp_path, storage, instance,
+                                                              monkeypatch, env_name):
+    import ml_assets.core.sources as sources
+
+    monkeypatch.delenv("ML_ASSETS_PII_KEY", raising=False)
+    monkeypatch.delenv("CREDIT_HMAC_KEY", raising=False)
+    reads = []
+    real = sources.read_uri
+    monkeypatch.setattr(sources, "read_uri", lambda uri, client=None: reads.append(uri) or real(
+        uri, client))
+    src = tmp_path / "landing"
+    write_credit(src, "csv", days=1)
+    cfg = credit_config(src, "glob", pii_key_env=env_name,
+                        partitions={"start": D[0], "end": D[1]})
+    result = materialize(cfg, storage, instance, D[0], layers=["raw"])
+    assert not result.success
+    message = step_errors(result)
+    assert f"set the environment variable {env_name}" in message and "['email']" in message
+    assert reads == [] and parquet_files(_tables(storage)) == []
