@@ -54,12 +54,14 @@ def list_landing(source: FilesSource, s3_client: Any = None) -> list[LandingFile
 
 
 def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list[LandingFile],
-                 s3_client: Any = None, store: ObjectStore | None = None) -> dict[str, list[str]]:
+                 s3_client: Any = None, store: ObjectStore | None = None,
+                 removed: list[str] = ()) -> dict[str, list[str]]:
     """For each changed file, the days a run must re-materialize (any day, in the partitions or
     not; the caller decides): a `{date}` file, the day in its name; a glob file, from the file
     manifest (refreshed first; only new or changed files are read): the days its new version
     holds, the days its previous version held (rows may have left them), and for an unreadable
-    version the days it could hold (`FileEntry.could_hold`)."""
+    version the days it could hold (`FileEntry.could_hold`). `removed` (glob): URIs no longer
+    listed; their days are those the manifest held for them before this refresh."""
     source = config.source
     assert isinstance(source, FilesSource)
     dated = date_pattern(source.uri)
@@ -74,6 +76,7 @@ def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list
     if store is None:
         raise ValueError("a glob source needs the tables store for its file manifest")
     listing = [fm.Listed(f.uri, f.size, f.version) for f in files]
+    before, _ = fm.load(store, fm.manifest_key(config.name)) if removed else (None, None)
     manifest, _ = refresh_manifest(config, s3_client, store, listing)
     far = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
     out = {}
@@ -84,4 +87,8 @@ def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list
             continue
         days = set(entry.could_hold(*far)) | set(fm.expand(entry.previous_days))
         out[f.uri] = sorted(days)
+    for uri in removed:
+        gone = before.files.get(uri) if before is not None else None
+        out[uri] = sorted(set(fm.expand(gone.days if gone.readable else gone.previous_days))) \
+            if gone is not None else []
     return out

@@ -205,3 +205,15 @@ def test_new_data_sensor_requests_old_and_new_days_of_a_changed_file(tmp_path, s
                       (_day(6).isoformat(), _day(6).isoformat())]
     cursor = json.loads(tick.cursor)
     assert str(path) in cursor
+
+    # a file that is gone: the days it held are re-materialized without its rows
+    run = materialize(cfg, storage, instance, _day(3).isoformat(), _day(6).isoformat(),
+                      layers=["raw"])
+    assert run.success, step_errors(run)
+    (src / day_name(_day(8), "csv")).unlink()
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
+                                                        resources={"storage": storage}))
+    [request] = tick.run_requests
+    assert request.tags["dagster/asset_partition_range_start"] == _day(8).isoformat()
+    assert request.tags["dagster/asset_partition_range_end"] == _day(8).isoformat()
+    assert str(src / day_name(_day(8), "csv")) not in json.loads(tick.cursor)
