@@ -72,26 +72,30 @@ def columns_present_check(config: PipelineConfig) -> Accumulator:
     def measure(key, frame, problems=()):
         missing = [c for c in required if c not in frame.columns]
         files = sorted(frame[SOURCE_FILE].unique().tolist()) if missing and SOURCE_FILE in frame else []
-        lines = []
+        lines, extra = [], []
         for p in problems:
             if p.kind == "columns":
-                missing.extend(c for c in p.columns if c not in missing)
+                target = extra if getattr(p, "extra", False) else missing
+                target.extend(c for c in p.columns if c not in target)
                 files.append(p.uri)
                 lines.append(f"partition {key}: {p.message}")
-        return missing, sorted(set(files)), lines
+        return missing, sorted(set(files)), lines, extra
 
     def reduce(m):
-        problems = {k: v[0] for k, v in m.items() if v[0]}
-        files = sorted({f for k in problems for f in m[k][1]})
-        missing_all = sorted({c for cols in problems.values() for c in cols})
+        failing = sorted(k for k, v in m.items() if v[0] or v[3])
+        files = sorted({f for k in failing for f in m[k][1]})
+        missing_all = sorted({c for k in failing for c in m[k][0]})
+        extra_all = sorted({c for k in failing for c in m[k][3]})
         lines = [line for k in sorted(m) for line in m[k][2]]
         details: dict[str, Any] = {}
-        if problems:
-            details = {"failing_partitions": _short(sorted(problems)), "files": _short(files)}
+        if failing:
+            details = {"failing_partitions": _short(failing), "files": _short(files)}
+            if extra_all:
+                details["columns_outside_contract"] = ", ".join(extra_all)
             if lines:
                 details["problems"] = "\n".join(lines[:10]) + (
                     f"\n(+{len(lines) - 10} more)" if len(lines) > 10 else "")
-        return Outcome("required_columns", not problems, missing_all or "none",
+        return Outcome("required_columns", not failing, missing_all or "none",
                        "no missing columns", details)
 
     return Accumulator(measure, reduce)

@@ -79,7 +79,8 @@ class FileProblem:
     uri: str
     kind: str
     message: str
-    columns: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # missing (or, with `extra`, outside)
+    extra: bool = False  # `columns` problem: columns outside the contract (extra_columns: fail)
     size: int | None = None
     sha256: str | None = None
     days: list[str] = field(default_factory=list)
@@ -248,7 +249,7 @@ class _Reader:
                                f"expected {self.required}, found {names}", columns=missing)
         if extra and self.action == "fail":
             return FileProblem(uri, "columns", f"{uri}: column(s) {extra} are outside the contract "
-                               "(extra_columns: fail)", columns=extra)
+                               "(extra_columns: fail)", columns=extra, extra=True)
         return None
 
     def _extra(self, names: list[str]) -> list[str]:

@@ -198,6 +198,9 @@ def test_extra_columns_keep_stores_them_and_fail_blocks(tmp_path, storage, insta
     assert not blocked.success
     message = step_errors(blocked)
     assert "column(s) ['contact_email'] are outside the contract (extra_columns: fail)" in message
+    check = checks_by_name(blocked)["raw.required_columns"]
+    assert not check.passed and check.metadata["columns_outside_contract"].value == "contact_email"
+    assert check.metadata["observed"].value == "none"  # nothing is missing
     assert day_name(START, "csv") in message
 
 
