@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import glob as globlib
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ def list_landing(source: FilesSource, s3_client: Any = None) -> list[LandingFile
     else:
         for path in globlib.glob(glob):
             st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a folder matching the pattern is not a landing file
             out.append(LandingFile(path, st.st_size, st.st_mtime,
                                    file_version(st.st_size, st.st_mtime_ns)))
     if dated:

@@ -124,3 +124,19 @@ def test_day_ranges_round_trip():
     ranges = fm.day_ranges(days)
     assert ranges == [["2024-02-29", "2024-03-02"], ["2024-03-05", "2024-03-05"]]
     assert fm.expand(ranges) == sorted(days)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_local_store_files_follow_the_umask(tmp_path, mask):
+    import os
+
+    store = LocalStore(str(tmp_path))
+    old = os.umask(mask)
+    try:
+        store.put("a/table.parquet", b"x")
+        store.put_if("a/doc.json", b"{}", None)
+    finally:
+        os.umask(old)
+    modes = {oct((tmp_path / "a" / n).stat().st_mode & 0o777) for n in ("table.parquet", "doc.json")}
+    assert modes == {oct(0o666 & ~mask)}
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.endswith(".tmp")]

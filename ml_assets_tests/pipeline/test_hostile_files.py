@@ -144,6 +144,7 @@ def _with_pii_column(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     else:  # a new column holding e-mail addresses
         frame["contact_email"] = "x@y.example"
         frame.loc[:1, "contact_email"] = ADDRESSES
+    frame.loc[0, "balance"] = "n/a"  # the row with the first address is quarantined
     return frame
 
 
@@ -172,6 +173,8 @@ def test_plain_addresses_never_reach_storage(tmp_path, storage, instance, form, 
         assert meta["extra_columns"].value == "contact_email (1 file)"
         assert meta["extra_columns_count"].value == 1
         assert materializations(result, "raw")[D[2]].metadata["extra_columns"].value == "contact_email"
+        q = _quarantine(result, D[2])  # the quarantined row's record holds no address either
+        assert q["_source_row"].tolist() == [1] and "balance" in q.loc[0, "record"]
         assert len(parquet_files(_tables(storage))) >= 6 * 3 - 1
         assert mat is not None
 
