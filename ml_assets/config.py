@@ -515,15 +515,20 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
         raise ConfigError(_format_error(path, exc)) from None
 
 
+#: The pipeline configs shipped inside the package (in the wheel too): the default flights one.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
 def default_config_location() -> Path:
-    """`ML_ASSETS_CONFIG` if set, else `configs/` in the working directory, else the repo's."""
+    """`ML_ASSETS_CONFIG` if set, else `configs/` in the working directory, else the configs
+    shipped in the package (`ml_assets/configs/`)."""
     env = os.environ.get("ML_ASSETS_CONFIG")
     if env:
         return Path(env)
     cwd = Path.cwd() / "configs"
     if cwd.is_dir():
         return cwd
-    return Path(__file__).resolve().parent.parent / "configs"
+    return PACKAGED_CONFIGS
 
 
 def load_configs(location: str | os.PathLike[str] | None = None) -> list[PipelineConfig]:

@@ -19,7 +19,7 @@ from ml_assets.defs.pipeline import build_pipeline
 from ml_assets.defs.resources import AlertsResource, StorageResource
 
 REPO = Path(__file__).resolve().parent.parent
-FLIGHTS_YAML = REPO / "configs" / "flights.yaml"
+FLIGHTS_YAML = REPO / "ml_assets" / "configs" / "flights.yaml"
 
 
 def deep_merge(base: dict, over: dict) -> dict:
