@@ -65,6 +65,13 @@ class _OneLine(logging.Formatter):
         return text.split("\n", 1)[0]
 
 
+def _not_a_consequence(record: logging.LogRecord) -> bool:
+    """Drop the "Dependencies for step X failed ... Not executing." line of every step after a
+    failed one (the summary names the failure; the event log keeps them)."""
+    message = record.getMessage()
+    return not ("Dependencies for step" in message and "Not executing" in message)
+
+
 def console_logger():
     """The `console` logger of `ml-assets run`: Dagster's at DEBUG (everything, stack traces
     included), else one line per message at the chosen level, on stderr."""
@@ -80,7 +87,11 @@ def console_logger():
         logger = logging.Logger(init_context.logger_config["name"], level=level)
         handler = logging.StreamHandler(sys.stderr)
         fmt = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
-        handler.setFormatter(logging.Formatter(fmt) if level == "DEBUG" else _OneLine(fmt))
+        if level == "DEBUG":
+            handler.setFormatter(logging.Formatter(fmt))
+        else:
+            handler.setFormatter(_OneLine(fmt))
+            handler.addFilter(_not_a_consequence)
         logger.addHandler(handler)
         return logger
 
@@ -233,7 +244,8 @@ def step_failure(event, start: dt.date, last: dt.date) -> dict[str, Any]:
     partitions = f"{start}..{last}" if start != last else start.isoformat()
     if described:
         error = " ".join(described.split())[:500]
-        line = f"step {event.step_key} failed (partitions {partitions}): {error}"
+        line = (f"step {event.step_key} failed: {error}" if "partition" in error
+                else f"step {event.step_key} failed on partitions {partitions}: {error}")
     else:
         error = f"{exc_type}: {message}" if exc_type else message
         line = f"step {event.step_key} failed on partitions {partitions}: {error}"

@@ -24,7 +24,9 @@ class TransformError(FeatureError):
 
     def __init__(self, path: str, exc: BaseException):
         self.path, self.exc_type = path, type(exc).__name__
-        self.exc_message = one_line(str(exc))
+        # a KeyError's str() is the repr of its key; its message reads better without quotes
+        text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        self.exc_message = one_line(str(text))
         super().__init__(f"transform {path} failed: {self.exc_type}: {self.exc_message}")
 
 

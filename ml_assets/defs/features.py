@@ -20,7 +20,8 @@ def failure_line(exc: Exception, day: str, step: str) -> str:
     if isinstance(exc, TransformError):
         return (f"transform {exc.path} failed on partition {day}: {exc.exc_type}: "
                 f"{exc.exc_message}")
-    return f"{step} failed on partition {day}: {type(exc).__name__}: {one_line(str(exc))}"
+    text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+    return f"{step} failed on partition {day}: {type(exc).__name__}: {one_line(str(text))}"
 
 
 def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
