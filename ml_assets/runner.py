@@ -318,7 +318,7 @@ def render(summary: dict[str, Any]) -> str:
     elif pdays:
         lines.append(f"  scored days  {pdays['days']} by {pdays['model']} (training window unknown)")
     for c in summary["failed_checks"]:
-        verdict = "FAILED" if c["blocking"] else ("warned" if "level" not in c else c["level"])
+        verdict = "FAILED" if c["blocking"] else c.get("level", "warned")
         if "level" in c:
             days = "; ".join(f"{lvl.upper()} on {_ranges(c[f'{lvl}_days'])}"
                              for lvl in ("error", "warn") if c[f"{lvl}_days"])
