@@ -116,7 +116,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
     lookups: dict[str, dict[str, Any]] = {}
     scored_by = None
     predicted_days: list[str] = []
-    extra_columns: dict[str, set] = {}
+    extra_columns: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         layer = mat.asset_key.path[-1]
@@ -128,9 +128,14 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         if layer == "predictions" and mat.partition is not None:
             predicted_days.append(mat.partition)
         for key, value in meta.items():  # columns outside the contract, when ingest names them
-            if key.startswith("extra_columns") and value not in (None, "", "none", 0, []):
-                extra_columns.setdefault(key, set()).add(
-                    value if isinstance(value, (str, int, float)) else str(value))
+            if not key.startswith("extra_columns") or value in (None, "", "none", 0, []):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                extra_columns[key] = extra_columns.get(key, 0) + value  # counts add up
+            else:
+                names = value if isinstance(value, (list, tuple)) else str(value).split(",")
+                extra_columns.setdefault(key, set()).update(
+                    str(n).strip() for n in names if str(n).strip())
         if mat.partition is not None:
             entry = layers.setdefault(layer, {"partitions": 0, "rows": 0})
             entry["partitions"] += 1
@@ -196,7 +201,8 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         "failed_blocking_checks": failed_blocking,
         "step_failures": step_failures,
         "lookups": lookups,
-        "extra_columns": {k: sorted(v, key=str) for k, v in extra_columns.items()},
+        "extra_columns": {k: sorted(v) if isinstance(v, set) else v
+                          for k, v in extra_columns.items()},
         "predicted_days": sorted(predicted_days),
         "scored_by": scored_by,
     }
@@ -307,7 +313,8 @@ def render(summary: dict[str, Any]) -> str:
         lines.append(f"  production   {p['model_version']} ({p['model_id']}): {p['action']}; {p['reason']}")
     lines.append(f"  quarantined  {summary['quarantined_rows']} rows")
     for key, values in (summary.get("extra_columns") or {}).items():
-        lines.append(f"  {key.replace('_', ' ')}: {', '.join(map(str, values))}")
+        shown = ", ".join(map(str, values)) if isinstance(values, list) else values
+        lines.append(f"  {key.replace('_', ' ')}: {shown}")
     lines.append(f"  predictions  {summary['predictions_written']} rows written")
     pdays = summary.get("prediction_days") or {}
     if pdays.get("in_sample") is not None:

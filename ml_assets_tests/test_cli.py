@@ -240,3 +240,31 @@ def test_missing_pii_key_exits_2_naming_the_variable(env, capsys, monkeypatch, c
     monkeypatch.delenv("RENTALS_HMAC_KEY", raising=False)
     assert cli.main([command, "--config", str(config)]) == 2
     assert "RENTALS_HMAC_KEY is not set" in capsys.readouterr().err
+
+
+def test_summary_names_extra_columns_that_ingest_records(tmp_path):
+    """Columns outside the contract, as ingest records them per partition (names and counts),
+    are named and counted in the summary."""
+    from ml_assets.runner import summarize
+    from ml_assets_tests.helpers import flights_config
+
+    daily = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2013-01-03")
+    seen = {"2013-01-01": ("contact_email", 2), "2013-01-02": ("contact_email, note", 5)}
+
+    @dg.asset(key=["flights", "raw"], partitions_def=daily)
+    def raw(context):  # (no annotation: this module has postponed annotations)
+        names, count = seen[context.partition_key]
+        return dg.MaterializeResult(metadata={"extra_columns": names,
+                                              "extra_columns_count": count,
+                                              "dagster/row_count": 10})
+
+    start, end = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        results = [dg.materialize([raw], instance=instance, partition_key=day) for day in seen]
+    summary = summarize(flights_config(), results[0], start, end, start, {})
+    assert summary["extra_columns"] == {"extra_columns": ["contact_email"],
+                                        "extra_columns_count": 2}
+    summary = summarize(flights_config(), results[1], start, end, start, {})
+    assert summary["extra_columns"]["extra_columns"] == ["contact_email", "note"]
+    summary["prediction_days"] = {}
+    assert "  extra columns: contact_email, note" in render(summary)
