@@ -18,6 +18,24 @@ class FeatureError(ValueError):
     pass
 
 
+class TransformError(FeatureError):
+    """A configured transform raised: names the transform, the exception type and its message
+    (on one line); the original exception is its __cause__, for the run's logs."""
+
+    def __init__(self, path: str, exc: BaseException):
+        self.path, self.exc_type = path, type(exc).__name__
+        # a KeyError's str() is the repr of its key; its message reads better without quotes
+        text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        self.exc_message = one_line(str(text))
+        super().__init__(f"transform {path} failed: {self.exc_type}: {self.exc_message}")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` with its whitespace (newlines included) collapsed, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def key_columns(config: PipelineConfig) -> list[str]:
     """Columns that identify a row in features and predictions."""
     return list(config.primary_key) if config.primary_key else list(LINEAGE_COLUMNS)
@@ -39,7 +57,10 @@ def apply_transforms(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFram
     for path in config.features.transforms:
         fn = resolve_callable(path)
         before = len(frame)
-        result = fn(frame)
+        try:
+            result = fn(frame)
+        except Exception as exc:
+            raise TransformError(path, exc) from exc
         if not isinstance(result, pd.DataFrame):
             raise FeatureError(f"transform {path} returned {type(result).__name__}, not a DataFrame")
         if len(result) != before:
