@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
-
-if TYPE_CHECKING:
-    from ml_assets.core.keys import KeyHistory
+from ml_assets.core.keys import KeyHistory, key_hashes
 
 QUARANTINE_COLUMNS = ["partition", SOURCE_FILE, SOURCE_ROW, "reason", "record"]
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -346,8 +342,6 @@ def clean(
     if plan.primary_key:
         valid = ~reasons.bad()
         if history is not None:
-            from ml_assets.core.keys import key_hashes
-
             hashes = key_hashes(parsed_frame, plan.primary_key)
             repeat, where = history.repeats(partition, hashes[valid])
             if repeat.any():

@@ -18,6 +18,7 @@ from ml_assets.config import PipelineConfig
 from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
 from ml_assets.core.features import LABEL, leaked_columns
 from ml_assets.core.frames import SOURCE_FILE
+from ml_assets.core.keys import KeyHistory
 
 Frames = dict[str, pd.DataFrame]
 
@@ -208,6 +209,23 @@ def key_unique_check(primary_key: list[str]) -> Accumulator:
 
 def key_unique(frames: Frames, primary_key: list[str]) -> Outcome:
     return _run(key_unique_check(primary_key), frames)
+
+
+def key_history_outcome(history: KeyHistory | None) -> Outcome:
+    """Stored partitions later than a partition of this run that repeat a key the run kept
+    (the run's partition is the first holder): re-materializing them quarantines the repeats."""
+    if history is None or not history.primary_key:
+        return Outcome("primary_key_history", True, 0, "no primary_key configured")
+    later = history.later_partitions()
+    count = sum(n for qs in history.later.values() for n in qs.values())
+    details: dict[str, Any] = {"partitions_compared": history.partitions_read}
+    if later:
+        details["rematerialize_partitions"] = _short(later)
+        details["failing_partitions"] = _short(sorted(history.later))
+    if history.stale:
+        details["index_written_under_another_key_spec"] = _short(sorted(history.stale))
+    return Outcome("primary_key_history", not later, count,
+                   "0 keys of this run repeated by a later stored partition", details)
 
 
 def quarantine_rate_check(max_rate: float) -> Accumulator:
