@@ -12,10 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_assets.config import PipelineConfig
-from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
+from ml_assets.core.contract import (
+    PANDAS_DTYPES,
+    contract_plan,
+    expected_columns,
+    outside_allowed,
+)
 from ml_assets.core.features import LABEL, leaked_columns
 from ml_assets.core.frames import SOURCE_FILE
 from ml_assets.core.keys import KeyHistory
@@ -163,9 +169,13 @@ def null_rates(frames: Frames, columns: list[str], max_rate: float, name: str = 
 
 
 def value_range_check(config: PipelineConfig) -> Accumulator:
+    plan = contract_plan(config)  # bounds and allowed sets derived once, not per day
+    bounded = [(c, s) for c, s in config.columns.items()
+               if s.min is not None or s.max is not None or s.allowed is not None]
+
     def measure(key, frame):
         found = []
-        for column, spec in config.columns.items():
+        for column, spec in bounded:
             if column not in frame.columns:
                 continue
             values = frame[column]
@@ -174,7 +184,14 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
                 n += int((values < spec.min).fillna(False).sum())
             if spec.max is not None:
                 n += int((values > spec.max).fillna(False).sum())
-            n += int(outside_allowed(values, spec).sum())
+            if column in plan.allowed_numbers:
+                numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+                n += int((~np.isnan(numbers) & ~np.isin(numbers, plan.allowed_numbers[column])).sum())
+            elif column in plan.allowed_text:
+                inside = values.astype("string").isin(plan.allowed_text[column]).fillna(False)
+                n += int((values.notna() & ~inside.astype(bool)).sum())
+            elif spec.allowed is not None:  # a column the contract does not parse (PII-dropped)
+                n += int(outside_allowed(values, spec).sum())
             if n:
                 found.append((f"{key}:{column}", n))
         return found
