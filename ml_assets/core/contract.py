@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -117,7 +118,7 @@ def missing_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
 
 
 def _is_text(dtype) -> bool:
-    return dtype == object or isinstance(dtype, pd.StringDtype)
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)
 
 
 def _parse(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
