@@ -71,7 +71,7 @@ def main() -> None:
             new, old = clean(raw, cfg, day), reference_clean(raw, cfg, day)
             pd.testing.assert_frame_equal(new.processed, old.processed)
             pd.testing.assert_frame_equal(new.quarantine, old.quarantine)
-    for day, frame in processed.items():
+    for frame in processed.values():
         pd.testing.assert_frame_equal(build_features(frame, cfg),
                                       reference_build_features(frame, cfg))
     rows = sum(len(f) for f in typed.values()) / len(typed)

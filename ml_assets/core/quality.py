@@ -236,13 +236,15 @@ def key_history_outcome(history: KeyHistory | None) -> Outcome:
     later = history.later_partitions()
     count = sum(n for qs in history.later.values() for n in qs.values())
     details: dict[str, Any] = {"partitions_compared": history.partitions_read}
-    if later:
+    if later:  # the later partitions hold the repeats: they are the ones to re-materialize
+        details["failing_partitions"] = _short(later)
         details["rematerialize_partitions"] = _short(later)
-        details["failing_partitions"] = _short(sorted(history.later))
+        details["first_held_in"] = _short(sorted(history.later))
     if history.stale:
         details["index_written_under_another_key_spec"] = _short(sorted(history.stale))
     return Outcome("primary_key_history", not later, count,
-                   "0 keys of this run repeated by a later stored partition", details)
+                   "0 keys of this run repeated by a later stored partition "
+                   "(re-materialize the partitions named)", details)
 
 
 def quarantine_rate_check(max_rate: float) -> Accumulator:

@@ -131,3 +131,17 @@ def test_an_index_written_under_another_key_spec_is_not_compared(store):
 def test_without_a_history_clean_gives_no_hashes():
     result = clean(day("d1.csv", ["1"]), config(), D1)
     assert result.key_hashes is None
+
+
+def test_key_history_outcome_names_the_later_partitions_to_rematerialize(store):
+    from ml_assets.core.quality import key_history_outcome
+
+    cfg = config()
+    assert key_history_outcome(None).passed
+    store_day(store, cfg, D3, day("d3.csv", ["1", "2"]))
+    _, history = store_day(store, cfg, D1, day("d1.csv", ["1", "2", "3"]))
+    outcome = key_history_outcome(history)
+    assert (outcome.passed, outcome.observed) == (False, 2)
+    assert outcome.details["failing_partitions"] == D3
+    assert outcome.details["first_held_in"] == D1
+    assert outcome.details["partitions_compared"] == 1

@@ -109,6 +109,8 @@ def test_backfill_order_does_not_change_which_row_is_first(rentals, storage, ins
     history = checks_by_name(early)["processed.primary_key_history"]
     assert not history.passed
     assert history.metadata["rematerialize_partitions"].value == D2
+    assert history.metadata["failing_partitions"].value == D2
+    assert history.metadata["first_held_in"].value == D1
     assert history.metadata["observed"].value == 1
     # re-materializing what it named gives what an in-order backfill gives
     redo = materialize(cfg, storage, instance, D2, D3, layers=LAYERS)
