@@ -42,7 +42,6 @@ KEY_HASH = "key_hash"
 INDEX_FOLDER = "_key_index"
 _SPEC_META = b"ml_assets.key_spec"
 _SCHEME = "pandas.util.hash_pandas_object/v1"
-_MERGE_AT = 16  # run chunks kept apart before they are merged into one sorted array
 
 
 def index_prefix(asset_path: Iterable[str]) -> str:
@@ -204,8 +203,11 @@ class KeyHistory:
             local[inverse] if n else np.empty(0, dtype=np.int32),
             processed[SOURCE_ROW].to_numpy(dtype="int64"))
         self._run.append(chunk)
-        if len(self._run) > _MERGE_AT:
-            self._run = [_concat(self._run)]
+        # merge the newest chunks while the newer is at least as large as the one before it: a
+        # year of days stays in about log2(365) sorted chunks, each key moved about log2 times
+        while len(self._run) > 1 and len(self._run[-1].hashes) >= len(self._run[-2].hashes):
+            newer = self._run.pop()
+            self._run[-1] = _concat([self._run[-1], newer])
 
     # ------------------------------------------------------------ asking
     def repeats(self, partition: str, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

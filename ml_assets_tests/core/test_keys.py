@@ -145,3 +145,28 @@ def test_key_history_outcome_names_the_later_partitions_to_rematerialize(store):
     assert outcome.details["failing_partitions"] == D3
     assert outcome.details["first_held_in"] == D1
     assert outcome.details["partitions_compared"] == 1
+
+
+def test_an_empty_day_writes_an_empty_index_and_is_read_back(store):
+    cfg = config()
+    empty, _ = store_day(store, cfg, D1, day("d1.csv", ["1"]).iloc[0:0])
+    assert empty.processed.empty and len(empty.key_hashes) == 0
+    second, history = store_day(store, cfg, D2, day("d2.csv", ["1"]))
+    assert second.quarantine.empty and history.partitions_read == 1
+
+
+def test_many_days_in_one_run_stay_found(store):
+    """A run adds days one by one (its chunks are merged as they grow): every earlier day's key
+    is still found, and named by its own partition."""
+    cfg = config()
+    history = keys.KeyHistory.load(store, PREFIX, cfg)
+    days = [f"2024-01-{i:02d}" for i in range(1, 31)]
+    for i, partition in enumerate(days):
+        result = clean(day(f"{partition}.csv", [str(100 + i), str(200 + i)]), cfg, partition,
+                       history)
+        history.add(partition, result.processed, result.key_hashes)
+    late = clean(day("late.csv", [str(100 + i) for i in range(30)]), cfg, "2024-02-01", history)
+    assert late.processed.empty
+    assert late.quarantine["reason"].tolist() == [
+        f"duplicate primary key ['id']: same as partition {p} file {p}.csv row 1" for p in days]
+    assert len(history._run) <= 6
