@@ -268,8 +268,26 @@ def clean(
 
     `history`: keys already stored for other partitions (`ml_assets.core.keys`); a row whose
     primary key an earlier partition holds is quarantined, naming that partition, file and row.
+    Steps: every contract column present; parse and check each column (reasons per row); primary
+    keys (against the history, then within the day, among rows that are otherwise good); split.
     """
     plan = contract_plan(config)
+    _require_columns(raw, plan, partition)
+    reasons = _Reasons(len(raw))
+    parsed = _parse_columns(raw, plan, reasons)
+    hashes = _check_keys(parsed, plan, partition, history, reasons) if plan.primary_key else None
+    bad_rows = reasons.bad()
+    rows = raw.iloc[np.flatnonzero(bad_rows)]
+    text = pd.Series(reasons.text[bad_rows], index=rows.index, dtype=object).str.rstrip("; ")
+    return Cleaned(
+        processed=parsed.loc[~bad_rows].reset_index(drop=True),
+        quarantine=quarantine_frame(rows, text, partition),
+        extra_columns=[c for c in raw.columns if c not in plan.known],
+        key_hashes=None if hashes is None else hashes[~bad_rows],
+    )
+
+
+def _require_columns(raw: pd.DataFrame, plan: ContractPlan, partition: str) -> None:
     missing = [c for c in plan.expected if c not in raw.columns]
     if missing:
         files = sorted(set(raw[SOURCE_FILE])) if SOURCE_FILE in raw and len(raw) else []
@@ -278,8 +296,12 @@ def clean(
             f"partition {partition}: source {files or '(no rows)'} is missing required "
             f"column(s) {missing}; expected {list(plan.expected)}, found {found}"
         )
+
+
+def _parse_columns(raw: pd.DataFrame, plan: ContractPlan, reasons: _Reasons) -> pd.DataFrame:
+    """Every contract column parsed to its dtype (positional index), lineage columns kept; each
+    problem appended to `reasons`, column by column in contract order."""
     n = len(raw)
-    reasons = _Reasons(n)
     numbers = _parse_numbers(raw, plan)
     strings = _parse_strings(raw, [c for c in plan.expected if plan.specs[c].dtype == "string"
                                    and _is_text(raw[c].dtype)])
@@ -290,9 +312,9 @@ def clean(
         if column in plan.position:
             j = plan.position[column]
             values, bad, null = numbers.values[j], numbers.bad[j], numbers.null[j]
-            nonfinite = numbers.nonfinite[j]
-            reasons.flag(bad, lambda idx, c=column, s=spec, src=source, nf=nonfinite: (
-                f"column {c!r}: expected " + np.where(nf[idx], f"finite {s.dtype}", s.dtype).astype(object)
+            reasons.flag(bad, lambda idx, c=column, s=spec, src=source, nf=numbers.nonfinite[j]: (
+                f"column {c!r}: expected "
+                + np.where(nf[idx], f"finite {s.dtype}", s.dtype).astype(object)
                 + ", found " + _fmt_all(src.iloc[idx])))
         elif column in strings:
             parsed = strings[column]
@@ -310,72 +332,77 @@ def clean(
         if column == plan.target:
             reasons.flag(null, f"missing label (column {column!r} is null)")
         if column in plan.position:
-            with np.errstate(invalid="ignore"):
-                if spec.min is not None:
-                    reasons.flag(values < spec.min, lambda idx, c=column, v=values, s=spec: (
-                        f"column {c!r}: " + _fmt_all(v[idx].tolist()) + f" below min {_fmt(s.min)}"))
-                if spec.max is not None:
-                    reasons.flag(values > spec.max, lambda idx, c=column, v=values, s=spec: (
-                        f"column {c!r}: " + _fmt_all(v[idx].tolist()) + f" above max {_fmt(s.max)}"))
-            if column in plan.allowed_numbers:
-                outside = ~np.isnan(values) & ~np.isin(values, plan.allowed_numbers[column])
-                reasons.flag(outside, lambda idx, c=column, v=values, a=spec.allowed: (
-                    f"column {c!r}: " + _fmt_all(v[idx].tolist()) + f" not in allowed {a}"))
-            if spec.dtype == "int64":
-                out[column] = pd.arrays.IntegerArray(
-                    np.where(null | bad, 0, values).astype("int64"), null | bad)
-            else:
-                out[column] = values
-        else:
-            if column in plan.allowed_text:
-                inside = parsed.astype("string").isin(plan.allowed_text[column])
-                outside = ~null & ~bad & ~inside.fillna(False).to_numpy(dtype=bool)
-                reasons.flag(outside, lambda idx, c=column, p=parsed, a=spec.allowed: (
-                    f"column {c!r}: " + _fmt_all(p.iloc[idx]) + f" not in allowed {a}"))
-            out[column] = (parsed.astype(PANDAS_DTYPES[spec.dtype]) if spec.dtype != "datetime"
-                           else parsed)
-
-    parsed_frame = pd.DataFrame(out, index=pd.RangeIndex(n))
+            _check_bounds(column, spec, values, plan, reasons)
+            out[column] = (pd.arrays.IntegerArray(np.where(null | bad, 0, values).astype("int64"),
+                                                  null | bad)
+                           if spec.dtype == "int64" else values)
+            continue
+        if column in plan.allowed_text:
+            inside = parsed.astype("string").isin(plan.allowed_text[column])
+            outside = ~null & ~bad & ~inside.fillna(False).to_numpy(dtype=bool)
+            reasons.flag(outside, lambda idx, c=column, p=parsed, a=spec.allowed: (
+                f"column {c!r}: " + _fmt_all(p.iloc[idx]) + f" not in allowed {a}"))
+        out[column] = (parsed.astype(PANDAS_DTYPES[spec.dtype]) if spec.dtype != "datetime"
+                       else parsed)
+    frame = pd.DataFrame(out, index=pd.RangeIndex(n))
     for col in LINEAGE_COLUMNS:
-        parsed_frame[col] = raw[col].reset_index(drop=True) if col in raw.columns else pd.NA
+        frame[col] = raw[col].reset_index(drop=True) if col in raw.columns else pd.NA
+    return frame
 
+
+def _check_bounds(column: str, spec: ColumnSpec, values: np.ndarray, plan: ContractPlan,
+                  reasons: _Reasons) -> None:
+    """min, max and allowed of a numeric column (values NaN where null or unparseable)."""
+    with np.errstate(invalid="ignore"):
+        if spec.min is not None:
+            reasons.flag(values < spec.min, lambda idx: (
+                f"column {column!r}: " + _fmt_all(values[idx].tolist())
+                + f" below min {_fmt(spec.min)}"))
+        if spec.max is not None:
+            reasons.flag(values > spec.max, lambda idx: (
+                f"column {column!r}: " + _fmt_all(values[idx].tolist())
+                + f" above max {_fmt(spec.max)}"))
+    if column in plan.allowed_numbers:
+        outside = ~np.isnan(values) & ~np.isin(values, plan.allowed_numbers[column])
+        reasons.flag(outside, lambda idx: (
+            f"column {column!r}: " + _fmt_all(values[idx].tolist())
+            + f" not in allowed {spec.allowed}"))
+
+
+def _check_keys(parsed: pd.DataFrame, plan: ContractPlan, partition: str,
+                history: KeyHistory | None, reasons: _Reasons) -> np.ndarray | None:
+    """Quarantine repeated primary keys among the rows still good: first a key an earlier
+    partition holds (when a history is given), then a repeat within the day (the first row in
+    source order stays). Returns the key hashes of every row (None without a history)."""
+    key = plan.primary_key
+    valid = ~reasons.bad()
     hashes = None
-    if plan.primary_key:
-        valid = ~reasons.bad()
-        if history is not None:
-            hashes = key_hashes(parsed_frame, plan.primary_key)
-            repeat, where = history.repeats(partition, hashes[valid])
-            if repeat.any():
-                mask = np.zeros(n, dtype=bool)
-                positions = np.flatnonzero(valid)[repeat]
-                mask[positions] = True
-                text = pd.Series(where, index=positions)
-                reasons.flag(mask, lambda idx, t=text: (
-                    f"duplicate primary key {plan.primary_key}: same as " + t.loc[idx].to_numpy()))
-                valid = ~reasons.bad()
-        keys = parsed_frame.loc[valid, plan.primary_key]
-        dup = keys.duplicated(keep="first")
-        if dup.any():
-            first = keys.drop_duplicates(keep="first")
-            first_src = parsed_frame.loc[first.index, list(LINEAGE_COLUMNS) + plan.primary_key]
-            merged = keys[dup].reset_index().merge(
-                first_src, on=plan.primary_key, how="left", suffixes=("", "_first")
-            ).set_index("index")
-            dup_mask = np.zeros(n, dtype=bool)
-            dup_mask[merged.index.to_numpy()] = True
-            reasons.flag(dup_mask, lambda idx, m=merged: (
-                f"duplicate primary key {plan.primary_key}: same as "
-                + m.loc[idx, SOURCE_FILE].astype(str).to_numpy() + " row "
-                + m.loc[idx, SOURCE_ROW].astype(str).to_numpy()))
-
-    bad_rows = reasons.bad()
-    processed = parsed_frame.loc[~bad_rows].reset_index(drop=True)
-    rows = raw.iloc[np.flatnonzero(bad_rows)]
-    text = pd.Series(reasons.text[bad_rows], index=rows.index, dtype=object).str.rstrip("; ")
-    quarantine = quarantine_frame(rows, text, partition)
-    extra = [c for c in raw.columns if c not in plan.known]
-    return Cleaned(processed=processed, quarantine=quarantine, extra_columns=extra,
-                   key_hashes=None if hashes is None else hashes[~bad_rows])
+    if history is not None:
+        hashes = key_hashes(parsed, key)
+        repeat, where = history.repeats(partition, hashes[valid])
+        if repeat.any():
+            positions = np.flatnonzero(valid)[repeat]
+            mask = np.zeros(len(parsed), dtype=bool)
+            mask[positions] = True
+            holder = pd.Series(where, index=positions)
+            reasons.flag(mask, lambda idx: (
+                f"duplicate primary key {key}: same as " + holder.loc[idx].to_numpy()))
+            valid = ~reasons.bad()
+    keys = parsed.loc[valid, key]
+    dup = keys.duplicated(keep="first")
+    if dup.any():
+        first = keys.drop_duplicates(keep="first")
+        first_src = parsed.loc[first.index, list(LINEAGE_COLUMNS) + key]
+        merged = keys[dup].reset_index().merge(
+            first_src, on=key, how="left", suffixes=("", "_first")
+        ).set_index("index")
+        dup_mask = np.zeros(len(parsed), dtype=bool)
+        dup_mask[merged.index.to_numpy()] = True
+        reasons.flag(dup_mask, lambda idx: (
+            f"duplicate primary key {key}: same as "
+            + merged.loc[idx, SOURCE_FILE].astype(str).to_numpy() + " row "
+            + merged.loc[idx, SOURCE_ROW].astype(str).to_numpy()))
+    return hashes
 
 
 def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> pd.DataFrame:
