@@ -218,12 +218,12 @@ class KeyHistory:
         where: list[tuple[str, str, int]] = []
         later: list[tuple[int, str]] = []
 
-        def consider(chunk: _Chunk, earlier_only: bool) -> None:
+        def consider(chunk: _Chunk, stored: bool) -> None:
             found, pos = chunk.find(hashes)
             for i, p in zip(np.flatnonzero(found).tolist(), pos.tolist(), strict=True):
                 holder = self.partitions[chunk.part[p]]
                 if holder > partition:
-                    if earlier_only:
+                    if stored:  # a run adds its days in order: only stored ones are later
                         later.append((i, holder))
                     continue
                 if holder == partition:
@@ -234,9 +234,9 @@ class KeyHistory:
                     where.append(entry)
 
         if self._stored is not None:
-            consider(self._stored, earlier_only=True)
+            consider(self._stored, stored=True)
         for chunk in self._run:
-            consider(chunk, earlier_only=False)
+            consider(chunk, stored=False)
         mask = best >= 0
         for i, holder in later:  # this partition keeps the row (it is the first): report holder
             if not mask[i]:
