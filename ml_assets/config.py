@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DTYPES = ("int64", "float64", "bool", "string", "datetime")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -118,6 +126,13 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = None
+    allow_nonfinite: StrictBool = Field(
+        default=False,
+        description=(
+            "float64 only: accept inf, -inf and NaN (text such as 'inf', 'Infinity', '1e309', "
+            "'nan', or a Parquet float holding inf). Off: such values are quarantined."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ColumnSpec:
@@ -127,6 +142,11 @@ class ColumnSpec(_Strict):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if self.allowed is not None and len(self.allowed) == 0:
             raise ValueError("allowed must list at least one value")
+        if self.allow_nonfinite and self.dtype != "float64":
+            raise ValueError(
+                f"allow_nonfinite applies to float64 columns only, not {self.dtype}"
+                + (" (an int64 column cannot hold inf or NaN)" if self.dtype == "int64" else "")
+            )
         return self
 
 
