@@ -41,7 +41,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-FLIGHTS_CONFIG = ROOT / "configs" / "flights.yaml"
+FLIGHTS_CONFIG = ROOT / "ml_assets" / "configs" / "flights.yaml"
 DAGSTER_YAML = ROOT / "dagster.yaml"
 
 # ----------------------------------------------------------------------------- case definitions
@@ -142,7 +142,7 @@ def du_mb(path: Path) -> float:
 
 
 def code_fingerprint() -> str:
-    """A hash of ml_assets' source and configs/flights.yaml as this process sees them.
+    """A hash of ml_assets' source and ml_assets/configs/flights.yaml as this process sees them.
 
     ml_assets is edited concurrently; each worker records this right after importing it, so a
     case whose runs saw different code is flagged."""

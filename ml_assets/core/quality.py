@@ -12,12 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_assets.config import PipelineConfig
-from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
+from ml_assets.core.contract import (
+    PANDAS_DTYPES,
+    contract_plan,
+    expected_columns,
+    outside_allowed,
+)
 from ml_assets.core.features import LABEL, leaked_columns
 from ml_assets.core.frames import SOURCE_FILE
+from ml_assets.core.keys import KeyHistory
 
 Frames = dict[str, pd.DataFrame]
 
@@ -199,9 +206,13 @@ def null_rates(frames: Frames, columns: list[str], max_rate: float, name: str = 
 
 
 def value_range_check(config: PipelineConfig) -> Accumulator:
+    plan = contract_plan(config)  # bounds and allowed sets derived once, not per day
+    bounded = [(c, s) for c, s in config.columns.items()
+               if s.min is not None or s.max is not None or s.allowed is not None]
+
     def measure(key, frame):
         found = []
-        for column, spec in config.columns.items():
+        for column, spec in bounded:
             if column not in frame.columns:
                 continue
             values = frame[column]
@@ -210,7 +221,14 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
                 n += int((values < spec.min).fillna(False).sum())
             if spec.max is not None:
                 n += int((values > spec.max).fillna(False).sum())
-            n += int(outside_allowed(values, spec).sum())
+            if column in plan.allowed_numbers:
+                numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+                n += int((~np.isnan(numbers) & ~np.isin(numbers, plan.allowed_numbers[column])).sum())
+            elif column in plan.allowed_text:
+                inside = values.astype("string").isin(plan.allowed_text[column]).fillna(False)
+                n += int((values.notna() & ~inside.astype(bool)).sum())
+            elif spec.allowed is not None:  # a column the contract does not parse (PII-dropped)
+                n += int(outside_allowed(values, spec).sum())
             if n:
                 found.append((f"{key}:{column}", n))
         return found
@@ -245,6 +263,25 @@ def key_unique_check(primary_key: list[str]) -> Accumulator:
 
 def key_unique(frames: Frames, primary_key: list[str]) -> Outcome:
     return _run(key_unique_check(primary_key), frames)
+
+
+def key_history_outcome(history: KeyHistory | None) -> Outcome:
+    """Stored partitions later than a partition of this run that repeat a key the run kept
+    (the run's partition is the first holder): re-materializing them quarantines the repeats."""
+    if history is None or not history.primary_key:
+        return Outcome("primary_key_history", True, 0, "no primary_key configured")
+    later = history.later_partitions()
+    count = sum(n for qs in history.later.values() for n in qs.values())
+    details: dict[str, Any] = {"partitions_compared": history.partitions_read}
+    if later:  # the later partitions hold the repeats: they are the ones to re-materialize
+        details["failing_partitions"] = _short(later)
+        details["rematerialize_partitions"] = _short(later)
+        details["first_held_in"] = _short(sorted(history.later))
+    if history.stale:
+        details["index_written_under_another_key_spec"] = _short(sorted(history.stale))
+    return Outcome("primary_key_history", not later, count,
+                   "0 keys of this run repeated by a later stored partition "
+                   "(re-materialize the partitions named)", details)
 
 
 def quarantine_rate_check(max_rate: float) -> Accumulator:

