@@ -98,12 +98,14 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                 batch.add(day, frame)
                 row_count.update(day, frame)
                 outside += rows.placed_rows
-                meta = {"source_files": ", ".join(rows.files)[:1000]}
+                # per partition; Dagster copies run-level metadata onto every partition's event,
+                # so run totals below use other names than these
+                meta = {"source_files": ", ".join(rows.files)[:1000],
+                        "rows_outside_day": rows.placed_rows}
                 if rows.extra:
                     meta["extra_columns"] = ", ".join(sorted({c for cs in rows.extra.values()
                                                               for c in cs}))[:1000]
-                if rows.placed_rows:
-                    meta["rows_outside_day"] = rows.placed_rows
+                    meta["extra_columns_files"] = len(rows.extra)
                 per_day[day] = meta
         except (SourceError, PiiKeyMissing) as exc:
             raise dg.Failure(description=str(exc)) from None
@@ -129,11 +131,13 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                    f"{' ...' if more > 5 else ''})" if more else "")))
         yield table_output(
             context, storage, batch, names.raw,
-            metadata={"source_files": len(source.files), "source_files_read": len(source.read),
+            metadata={"source_files_listed": len(source.files),
+                      "source_files_read": len(source.read),
                       "source_files_scanned": len(source.scanned),
-                      "extra_columns": _extra_summary(extra), "extra_columns_count": len(extra),
-                      "extra_columns_action": cfg.extra_columns,
-                      "rows_outside_day": outside,
+                      "columns_outside_contract": _extra_summary(extra),
+                      "columns_outside_contract_count": len(extra),
+                      "columns_outside_contract_action": cfg.extra_columns,
+                      "rows_outside_day_in_run": outside,
                       "files_quarantined": readable.observed},
             partition_metadata=per_day,
         )

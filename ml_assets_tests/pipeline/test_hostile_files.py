@@ -170,9 +170,18 @@ def test_plain_addresses_never_reach_storage(tmp_path, storage, instance, form, 
         [mat] = [m for m in result.get_asset_materialization_events()
                  if m.materialization.asset_key.path[-1] == "raw"][:1]
         meta = _raw_output_metadata(result)
-        assert meta["extra_columns"].value == "contact_email (1 file)"
-        assert meta["extra_columns_count"].value == 1
-        assert materializations(result, "raw")[D[2]].metadata["extra_columns"].value == "contact_email"
+        assert meta["columns_outside_contract"].value == "contact_email (1 file)"
+        assert meta["columns_outside_contract_count"].value == 1
+        assert meta["columns_outside_contract_action"].value == "drop"
+        raw = materializations(result, "raw")
+        assert raw[D[2]].metadata["extra_columns"].value == "contact_email"
+        assert raw[D[2]].metadata["extra_columns_files"].value == 1
+        assert "extra_columns" not in raw[D[1]].metadata  # only the day that had them
+        from ml_assets.runner import summarize  # the `ml-assets run` summary names them once
+
+        summary = summarize(cfg, result, START, START + dt.timedelta(days=6), START, {})
+        assert summary["extra_columns"] == {"extra_columns": ["contact_email"],
+                                            "extra_columns_files": 1}
         q = _quarantine(result, D[2])  # the quarantined row's record holds no address either
         assert q["_source_row"].tolist() == [1] and "balance" in q.loc[0, "record"]
         assert len(parquet_files(_tables(storage))) >= 6 * 3 - 1
@@ -221,7 +230,8 @@ def test_glob_rows_outside_the_partitions_are_quarantined_and_counted(tmp_path, 
     raw = materializations(result, "raw")
     assert sum(_rows(m) for m in raw.values()) == 6 * 40  # every row received is in raw
     assert raw[D[1]].metadata["rows_outside_day"].value == 2
-    assert _raw_output_metadata(result)["rows_outside_day"].value == 2
+    assert _raw_output_metadata(result)["rows_outside_day_in_run"].value == 2
+    assert raw[D[0]].metadata["rows_outside_day"].value == 0
     q = _quarantine(result, D[1])
     outside = q[q["reason"].str.contains("outside the pipeline's partitions")]
     assert sorted(outside["_source_row"]) == [4, 5]

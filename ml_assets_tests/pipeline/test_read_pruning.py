@@ -102,7 +102,7 @@ def test_a_one_day_run_on_1000_daily_files_reads_a_handful(tmp_path, storage, in
     raw_meta = [e for e in third.all_events if e.event_type_value == "STEP_OUTPUT"
                 and e.event_specific_data.step_output_handle.output_name == "result"]
     meta = raw_meta[0].event_specific_data.metadata
-    assert meta["source_files"].value == N_DAYS + 1
+    assert meta["source_files_listed"].value == N_DAYS + 1
     assert meta["source_files_scanned"].value == 2 and meta["source_files_read"].value == 3
 
 
