@@ -62,7 +62,9 @@ class FilesSource(_Strict):
     uri: str = Field(
         description=(
             "Glob on a local path or s3://bucket/prefix. A literal '{date}' in the pattern means "
-            "one file per day (YYYY-MM-DD): a missing day file is an error."
+            "one file per day (YYYY-MM-DD): a missing day file is an error. Otherwise rows go to "
+            "days by timestamp_column, and a file manifest in the store lets a run read only the "
+            "files that can hold its days."
         )
     )
     format: Literal["csv", "parquet"]
@@ -445,6 +447,11 @@ class PipelineConfig(_Strict):
     primary_key: list[str] = Field(default_factory=list)
     pii: dict[str, Literal["hash", "drop", "mask"]] = Field(default_factory=dict)
     pii_key_env: str = Field(default="ML_ASSETS_PII_KEY")
+    extra_columns: Literal["drop", "keep", "fail"] = Field(
+        default="drop",
+        description=("Source columns outside `schema`: `drop` (never stored), `keep` (stored in "
+                     "raw as received), `fail` (the file fails `required_columns`). Named and "
+                     "counted in raw's metadata either way."))
     target: Target
     features: Features
     training: Training

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
+from ml_assets.core import frames as _ingest
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
 from ml_assets.core.keys import KeyHistory, key_hashes
@@ -100,7 +101,7 @@ def _build_plan(config: PipelineConfig) -> ContractPlan:
         allowed_text=allowed_text,
         target=config.target.column,
         primary_key=list(config.primary_key),
-        known=frozenset([*config.columns, *LINEAGE_COLUMNS]),
+        known=frozenset([*config.columns, *LINEAGE_COLUMNS, _ingest.INGEST_REASON]),
     )
 
 
@@ -274,6 +275,10 @@ def clean(
     plan = contract_plan(config)
     _require_columns(raw, plan, partition)
     reasons = _Reasons(len(raw))
+    if _ingest.INGEST_REASON in raw.columns:  # rows the ingest could not place in their day
+        placed = raw[_ingest.INGEST_REASON]
+        reasons.flag(placed.notna().to_numpy(dtype=bool),
+                     lambda idx: placed.iloc[idx].astype(str).to_numpy(dtype=object))
     parsed = _parse_columns(raw, plan, reasons)
     hashes = _check_keys(parsed, plan, partition, history, reasons) if plan.primary_key else None
     bad_rows = reasons.bad()
@@ -415,7 +420,8 @@ def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> 
             "reason": pd.Series(dtype="string"),
             "record": pd.Series(dtype="string"),
         })
-    payload = rows[[c for c in rows.columns if c not in LINEAGE_COLUMNS]]
+    payload = rows[[c for c in rows.columns
+                    if c not in LINEAGE_COLUMNS and c != _ingest.INGEST_REASON]]
     names = sorted(payload.columns)
     cells = payload[names].to_numpy(dtype=object, copy=True)
     cells[payload[names].isna().to_numpy(dtype=bool)] = None
