@@ -54,7 +54,8 @@ COPY deploy/docker/entrypoint.sh /usr/local/bin/ml-assets-entrypoint
 ENV DAGSTER_HOME=/app/dagster_home \
     DATA_PATH=/app/data/tables \
     MODEL_PATH=/app/data/models \
-    DAGSTER_EVENT_BATCH_SIZE=50
+    DAGSTER_EVENT_BATCH_SIZE=50 \
+    DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true
 
 # $DAGSTER_HOME holds the workspace of Compose/Kubernetes (code location on the `code-server`
 # service); dagster.yaml is written there at start by the entrypoint.

@@ -85,6 +85,9 @@ def main() -> int:
     from ml_assets.defs.names import TAG_TRIGGER, PipelineNames
     from ml_assets.runner import run_pipeline
 
+    from ml_assets.environment import apply_dagster_event_settings
+
+    apply_dagster_event_settings()  # for this process and the daemon it starts below
     [cfg] = [c for c in load_configs() if c.name == "flights"]
     names = PipelineNames(cfg.name)
     models = ModelStore(LocalStore(os.environ["MODEL_PATH"]))

@@ -17,6 +17,8 @@ Read from the environment when definitions are built (never at import time):
 | ML_ASSETS_PIPELINE | the pipeline the API serves, when several are configured | (the only one) |
 | ML_ASSETS_ADMIN_TOKEN | bearer token for the API's /admin endpoints (>= 16 chars) | (none: off) |
 | ML_ASSETS_SERVING_POLL_SECONDS | how often the API checks the aliases        | serving.poll_seconds |
+| DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS | one planned event per asset and run | true |
+| DAGSTER_EVENT_BATCH_SIZE | PostgreSQL event writes batched by N (see apply_dagster_event_settings) | 50 (staging/production) |
 
 ENV=production requires S3_BUCKET: production data does not live on a container's disk.
 """
@@ -140,3 +142,59 @@ def serving_env(environ: Mapping[str, str] | None = None) -> ServingEnv:
                 f"ML_ASSETS_SERVING_POLL_SECONDS must be a number of seconds in 0.05..3600, "
                 f"found {poll!r}")
     return ServingEnv(pipeline=pipeline, admin_token=token, poll_seconds=seconds)
+
+
+# ---------------------------------------------------------------- Dagster's event settings
+#: Dagster reads these from the environment of the process that plans or executes a run (the
+#: CLI, the webserver, the daemon, run workers); dagster.yaml cannot set them. This is the one
+#: place that decides them: `apply_dagster_event_settings()` runs before `ml-assets run` executes,
+#: and the Makefile, docker-compose.yml, the Dockerfile, the Helm values and the drift demo's
+#: launcher export the same values for the processes they start.
+EMIT_PARTITION_SUBSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
+EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE"
+#: One "materialization planned" event per asset per run (with the run's partition subset), not
+#: one per asset and partition: 9 assets x 365 days = 3,285 events -> 9 for a year's backfill.
+#: The price (Dagster PR 28113): a failed run's partitions are not marked failed in the asset
+#: status; ml_assets names them itself (ml_assets.failed_partitions: the summary, --json and
+#: the run's `ml_assets/failed_partitions` tag).
+DAGSTER_EVENT_DEFAULTS = {EMIT_PARTITION_SUBSET: "true"}
+#: PostgreSQL only (ENV=staging|production): events written as multi-row inserts of up to 50.
+#: SQLite has no batch writer (its store_event_batch loops over store_event), so it is left unset.
+POSTGRES_EVENT_DEFAULTS = {EVENT_BATCH_SIZE: "50"}
+_BOOLEAN = ("true", "false", "1", "0", "")
+
+
+def dagster_event_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The values of Dagster's event variables this process should run with: what the
+    environment sets (validated) and, where it sets nothing, the defaults above."""
+    e = os.environ if environ is None else environ
+    env = e.get("ENV", "development") or "development"
+    defaults = dict(DAGSTER_EVENT_DEFAULTS)
+    if env in ("staging", "production"):
+        defaults.update(POSTGRES_EVENT_DEFAULTS)
+    out = {}
+    for name in (EMIT_PARTITION_SUBSET, EVENT_BATCH_SIZE):
+        value = e.get(name)
+        if value is None:
+            if name in defaults:
+                out[name] = defaults[name]
+            continue
+        value = value.strip()
+        if name == EMIT_PARTITION_SUBSET and value.lower() not in _BOOLEAN:
+            raise EnvironmentError_(f"{name} must be true or false, found {e.get(name)!r}")
+        if name == EVENT_BATCH_SIZE and value and not (value.isdigit() and int(value) <= 10_000):
+            raise EnvironmentError_(
+                f"{name} must be a whole number of events in 0..10000 (0: no batching), "
+                f"found {e.get(name)!r}")
+        out[name] = value
+    return out
+
+
+def apply_dagster_event_settings(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Set Dagster's event variables in `environ` (default os.environ) where they are unset;
+    return the values in effect. Call before a run is planned (Dagster reads them at that time)."""
+    e = os.environ if environ is None else environ
+    settings = dagster_event_settings(e)
+    for name, value in settings.items():
+        e.setdefault(name, value)
+    return settings

@@ -13,6 +13,12 @@ retry of a run whose process crashed (not of a run whose step failed), telemetry
 adds a concurrency pool limit of 1 slot per pool: each pipeline's model step has its own pool, so
 one training per pipeline runs at a time.
 
+Dagster's event settings (`DAGSTER_EVENT_BATCH_SIZE`: multi-row event inserts on PostgreSQL;
+`DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS`) are environment variables of each Dagster
+process, not instance settings: `ml_assets.environment.dagster_event_settings` decides them (50
+and true for the PostgreSQL instance), the image, Compose and Helm set them, and `init`/`check`
+validate and print them.
+
 Command line (`python -m ml_assets.instance ...`; the image's entrypoint runs `init`):
 
     init   [--home DIR] [--force]   write $DAGSTER_HOME/dagster.yaml for this environment
@@ -31,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from ml_assets.environment import ENVIRONMENTS, EnvironmentError_
+from ml_assets.environment import ENVIRONMENTS, EnvironmentError_, dagster_event_settings
 
 INSTANCE_CONFIG_ENV = "DAGSTER_INSTANCE_CONFIG"
 POSTGRES_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
@@ -201,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("kind", choices=KINDS)
     args = p.parse_args(argv)
     try:
+        if args.command != "render":
+            # Dagster reads its event settings from each process's environment, not from
+            # dagster.yaml: checked here (the image's entrypoint runs `init`) and shown.
+            events = dagster_event_settings()
+            print("event settings (ml_assets.environment): "
+                  + (", ".join(f"{k}={v}" for k, v in events.items()) or "Dagster's defaults"))
         if args.command == "render":
             sys.stdout.write(render(args.kind))
         elif args.command == "init":
@@ -214,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             chosen_config()  # names a missing variable before Dagster's own error
             print(check_instance())
-    except InstanceConfigError as exc:
+    except EnvironmentError_ as exc:  # InstanceConfigError, or an event setting
         print(f"ml-assets instance: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a database that does not answer, bad credentials, ...

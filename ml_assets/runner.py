@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from ml_assets import failed_partitions
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import (
     LOOKUPS,
@@ -30,8 +31,9 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     import dagster as dg
 
     from ml_assets.definitions import build_definitions, storage_for
-    from ml_assets.environment import settings_from_env
+    from ml_assets.environment import apply_dagster_event_settings, settings_from_env
 
+    apply_dagster_event_settings()  # before the run is planned: one planned event per asset
     storage = storage or storage_for(settings_from_env())
     defs = dg.Definitions.merge(build_definitions([cfg], storage=storage),
                                 dg.Definitions(loggers={"console": console_logger()}))
@@ -53,6 +55,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     )
     summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
     summary["prediction_days"] = prediction_days(summary, storage, cfg.name)
+    failed_partitions.record(summary, result, defs, instance, start, end)
     return summary
 
 
@@ -336,6 +339,7 @@ def render(summary: dict[str, Any]) -> str:
                      f"partition(s) {c['partitions']}: observed {c['observed']}, threshold {c['threshold']}")
     for f in summary["step_failures"]:
         lines.append(f"  {f['line']}")
+    lines += failed_partitions.render_lines(summary)
     lines.append("  result       " + ("OK" if summary["success"] else "FAILED"))
     return "\n".join(lines)
 

@@ -53,26 +53,38 @@ def table_output(
     unchanged day yields the same version. A multi-partition run (single-run backfill) can carry
     only one DataVersion, so it is the hash of the partitions' hashes; each partition's own hash
     is always in its `content_hash` metadata.
+
+    Every partition's materialization event carries what a user needs about that partition: URI,
+    content hash, row count and the caller's `partition_metadata` and `metadata` (small values).
+    The column schema (2-4 KB serialized, most of an event) is on the run's last two partitions,
+    which is what Dagster's schema-change check compares (the latest two materializations), and
+    on any partition whose columns differ from the partition before it in the run, so a day with
+    a changed schema shows it. The run's counts (`partitions_in_run`, `rows_in_run`) are on its
+    last partition, the asset's latest materialization.
     """
     store = storage.tables()
-    for key, part in batch.parts.items():
+    parts = list(batch.parts.items())
+    last_two = {key for key, _ in parts[-2:]}
+    run_level = {"partitions_in_run": len(parts), "rows_in_run": sum(p.rows for _, p in parts)}
+    common = {k: metadata_value(v) for k, v in (metadata or {}).items()}
+    last = parts[-1][0] if parts else None
+    previous = None
+    for key, part in parts:
         entry = {
             URI: dg.MetadataValue.path(store.uri(table_key(asset_key, key, part.content_hash))),
             CONTENT_HASH: dg.MetadataValue.text(part.content_hash),
             "dagster/row_count": dg.MetadataValue.int(part.rows),
+            **common,
         }
+        if key in last_two or (previous is not None and part.schema != previous):
+            entry["dagster/column_schema"] = dg.TableSchema(
+                columns=[dg.TableColumn(name, dtype) for name, dtype in part.schema])
+        if key == last:
+            entry.update({k: metadata_value(v) for k, v in run_level.items()})
         for name, value in (partition_metadata or {}).get(key, {}).items():
             entry[name] = metadata_value(value)
         context.add_asset_metadata(entry, asset_key=asset_key, partition_key=key)
+        previous = part.schema
     hashes = batch.hashes
     version = next(iter(hashes.values())) if len(hashes) == 1 else combine_hashes(hashes)
-    schema = next((p.schema for p in batch.parts.values() if p.schema), [])
-    out_meta = {
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, dtype) for name, dtype in schema]),
-        "partitions_in_run": dg.MetadataValue.int(len(batch.parts)),
-        "rows_in_run": dg.MetadataValue.int(sum(p.rows for p in batch.parts.values())),
-    }
-    out_meta.update({k: metadata_value(v) for k, v in (metadata or {}).items()})
-    return dg.Output(batch, output_name=output_name, data_version=dg.DataVersion(version[:32]),
-                     metadata=out_meta)
+    return dg.Output(batch, output_name=output_name, data_version=dg.DataVersion(version[:32]))

@@ -1,0 +1,1 @@
+"""The pipeline benchmark (benchmarks/run.py): cases, sides, report."""
