@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Any
 
-from ml_assets import failed_partitions
+from ml_assets import failed_partitions, stale_runs
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import (
     LOOKUPS,
@@ -40,12 +40,16 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     names = PipelineNames(cfg.name)
     job = defs.resolve_job_def(names.pipeline_job)
     instance = instance or dg.DagsterInstance.get()
+    # runs of earlier `ml-assets run` processes on this host that died (kill -9, OOM) are marked
+    # failed, so they do not look as if they were still writing (see ml_assets.stale_runs)
+    stale = stale_runs.fail_dead_runs(instance, TAG_LAUNCHED_BY, "ml-assets run")
     last = (end - dt.timedelta(days=1)).isoformat()
     result = job.execute_in_process(
         instance=instance,
         tags={
             **range_tags(start.isoformat(), last),
             TAG_LAUNCHED_BY: "ml-assets run",
+            **stale_runs.process_tags(),
         },
         run_config={
             "ops": {names.model_op: {"config": {"as_of": as_of.isoformat()}}},
@@ -56,6 +60,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
     summary["prediction_days"] = prediction_days(summary, storage, cfg.name)
     failed_partitions.record(summary, result, defs, instance, start, end)
+    summary["stale_runs_failed"] = stale
     return summary
 
 
@@ -296,6 +301,9 @@ def render(summary: dict[str, Any]) -> str:
     r = summary["range"]
     lines = [f"pipeline {summary['pipeline']}  run {summary['run_id']}  "
              f"{r['start']}..{r['end']} (as of {r['as_of']})"]
+    for run_id in summary.get("stale_runs_failed") or []:
+        lines.append(f"  earlier run  {run_id}: its process is gone; marked FAILURE (rerun its range "
+                     "to retry)")
     for name, info in (summary.get("lookups") or {}).items():
         lines.append(f"  lookup       {name}: {info['rows']} rows from {info['source']} "
                      f"(version {str(info['data_version'])[:12]})")
