@@ -189,10 +189,11 @@ def test_plain_addresses_never_reach_storage(tmp_path, storage, instance, form, 
 
 
 def _raw_output_metadata(result):
-    [event] = [e for e in result.all_events
-               if e.event_type_value == "STEP_OUTPUT" and e.step_key.endswith("raw")
-               and e.event_specific_data.step_output_handle.output_name == "result"]
-    return event.event_specific_data.metadata
+    """The run-level metadata of the raw output, as the run's last raw materialization (the
+    asset's latest) carries it."""
+    events = [e for e in result.get_asset_materialization_events()
+              if e.materialization.asset_key.path[-1] == "raw"]
+    return events[-1].materialization.metadata
 
 
 def test_extra_columns_keep_stores_them_and_fail_blocks(tmp_path, storage, instance):
