@@ -46,14 +46,14 @@ COPY --from=build /wheels /tmp/wheels
 RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 
 WORKDIR /app
-COPY configs/ ./configs/
+# The default pipeline configs ship inside the wheel (ml_assets/configs/); mount your own at
+# /app/configs (found first, from the working directory) or point ML_ASSETS_CONFIG at them.
 COPY workspace.yaml ./workspace.yaml
 COPY deploy/docker/entrypoint.sh /usr/local/bin/ml-assets-entrypoint
 
 ENV DAGSTER_HOME=/app/dagster_home \
     DATA_PATH=/app/data/tables \
     MODEL_PATH=/app/data/models \
-    ML_ASSETS_CONFIG=/app/configs \
     DAGSTER_EVENT_BATCH_SIZE=50 \
     DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true
 

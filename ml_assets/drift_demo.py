@@ -41,7 +41,6 @@ def _prepare() -> Path:
     home.mkdir(parents=True)
     os.environ.update({"DAGSTER_HOME": str(home), "DATA_PATH": str(STATE / "tables"),
                        "MODEL_PATH": str(STATE / "models"), "ENV": "development"})
-    os.environ.setdefault("ML_ASSETS_CONFIG", str(Path("configs").resolve()))
     os.environ.pop("S3_BUCKET", None)
     from ml_assets.instance import init_instance
 

@@ -91,7 +91,8 @@ def release(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
     with dg.DagsterInstance.get() as instance:
         # ------------------------------------------------------------ validate
         result = job.execute_in_process(
-            instance=instance, asset_selection=[names.key(layer) for layer in INGEST],
+            instance=instance, asset_selection=[*(names.lookup(n) for n in cfg.lookups),
+                                                 *(names.key(layer) for layer in INGEST)],
             tags={**tags, **range_tags(start.isoformat(), last)}, run_config=logs,
             raise_on_error=False)
         errors, warnings = _failed_checks(result)

@@ -1,13 +1,21 @@
-"""Run a pipeline's whole graph for a date range as one Dagster run, and summarize it."""
+"""Run a pipeline's whole graph for a date range as one Dagster run, and summarize it.
+
+The console shows Dagster's log lines at the chosen level, one line each: stack traces stay in the
+run's event log (and on the console with DEBUG). A failed step is summarized in one line naming
+the step (or the transform), the partition(s), the exception type and message.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sys
 from typing import Any
 
-from ml_assets import failed_partitions
+from ml_assets import failed_partitions, stale_runs
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import (
+    LOOKUPS,
     TAG_LAUNCHED_BY,
     PipelineNames,
     is_gate_check,
@@ -22,20 +30,26 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     $DAGSTER_HOME); return the summary dict."""
     import dagster as dg
 
-    from ml_assets.definitions import build_definitions
-    from ml_assets.environment import apply_dagster_event_settings
+    from ml_assets.definitions import build_definitions, storage_for
+    from ml_assets.environment import apply_dagster_event_settings, settings_from_env
 
     apply_dagster_event_settings()  # before the run is planned: one planned event per asset
-    defs = build_definitions([cfg], storage=storage)
+    storage = storage or storage_for(settings_from_env())
+    defs = dg.Definitions.merge(build_definitions([cfg], storage=storage),
+                                dg.Definitions(loggers={"console": console_logger()}))
     names = PipelineNames(cfg.name)
     job = defs.resolve_job_def(names.pipeline_job)
     instance = instance or dg.DagsterInstance.get()
+    # runs of earlier `ml-assets run` processes on this host that died (kill -9, OOM) are marked
+    # failed, so they do not look as if they were still writing (see ml_assets.stale_runs)
+    stale = stale_runs.fail_dead_runs(instance, TAG_LAUNCHED_BY, "ml-assets run")
     last = (end - dt.timedelta(days=1)).isoformat()
     result = job.execute_in_process(
         instance=instance,
         tags={
             **range_tags(start.isoformat(), last),
             TAG_LAUNCHED_BY: "ml-assets run",
+            **stale_runs.process_tags(),
         },
         run_config={
             "ops": {names.model_op: {"config": {"as_of": as_of.isoformat()}}},
@@ -44,8 +58,52 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
         raise_on_error=False,
     )
     summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
+    summary["prediction_days"] = prediction_days(summary, storage, cfg.name)
     failed_partitions.record(summary, result, defs, instance, start, end)
+    summary["stale_runs_failed"] = stale
     return summary
+
+
+class _OneLine(logging.Formatter):
+    """Dagster's console format, but only the first line of each message: a step failure's error
+    and stack trace are in the run's event log, not on the user's terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.split("\n", 1)[0]
+
+
+def _not_a_consequence(record: logging.LogRecord) -> bool:
+    """Drop the "Dependencies for step X failed ... Not executing." line of every step after a
+    failed one (the summary names the failure; the event log keeps them)."""
+    message = record.getMessage()
+    return not ("Dependencies for step" in message and "Not executing" in message)
+
+
+def console_logger():
+    """The `console` logger of `ml-assets run`: Dagster's at DEBUG (everything, stack traces
+    included), else one line per message at the chosen level, on stderr."""
+    import dagster as dg
+
+    @dg.logger(
+        config_schema={"log_level": dg.Field(str, is_required=False, default_value="WARNING"),
+                       "name": dg.Field(str, is_required=False, default_value="dagster")},
+        description="Dagster's console log, one line per message below DEBUG.",
+    )
+    def console(init_context) -> logging.Logger:
+        level = init_context.logger_config["log_level"].upper()
+        logger = logging.Logger(init_context.logger_config["name"], level=level)
+        handler = logging.StreamHandler(sys.stderr)
+        fmt = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
+        if level == "DEBUG":
+            handler.setFormatter(logging.Formatter(fmt))
+        else:
+            handler.setFormatter(_OneLine(fmt))
+            handler.addFilter(_not_a_consequence)
+        logger.addHandler(handler)
+        return logger
+
+    return console
 
 
 def blocking_checks(defs) -> dict[tuple, bool]:
@@ -63,14 +121,35 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
     layers: dict[str, dict[str, Any]] = {}
     model: dict[str, Any] = {}
     production: dict[str, Any] = {}
+    lookups: dict[str, dict[str, Any]] = {}
+    scored_by = None
+    predicted_days: list[str] = []
+    extra_columns: dict[str, Any] = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         layer = mat.asset_key.path[-1]
         meta = {k: v.value for k, v in mat.metadata.items()}
+        if len(mat.asset_key.path) == 3 and mat.asset_key.path[1] == LOOKUPS:
+            lookups[layer] = {"rows": meta.get("dagster/row_count"), "source": meta.get("source"),
+                              "data_version": (mat.tags or {}).get("dagster/data_version")}
+            continue
+        if layer == "predictions" and mat.partition is not None:
+            predicted_days.append(mat.partition)
+        for key, value in meta.items():  # columns outside the contract, when ingest names them
+            if not key.startswith("extra_columns") or value in (None, "", "none", 0, []):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                extra_columns[key] = extra_columns.get(key, 0) + value  # counts add up
+            else:
+                names = value if isinstance(value, (list, tuple)) else str(value).split(",")
+                extra_columns.setdefault(key, set()).update(
+                    str(n).strip() for n in names if str(n).strip())
         if mat.partition is not None:
             entry = layers.setdefault(layer, {"partitions": 0, "rows": 0})
             entry["partitions"] += 1
             entry["rows"] += int(meta.get("dagster/row_count", 0))
+        if layer == "predictions" and meta.get("model_id"):
+            scored_by = meta.get("model_id")
         if layer == "production_model":
             production = {k: meta.get(k) for k in ("model_id", "model_version", "action", "reason",
                                                    "previous")}
@@ -86,6 +165,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 "model_uri": meta.get("model_uri"),
             }
     checks, failed_blocking = [], []
+    last = end - dt.timedelta(days=1)
     for ev in result.get_asset_check_evaluations():
         meta = {k: v.value for k, v in ev.metadata.items()}
         item = {
@@ -97,18 +177,20 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
             "threshold": meta.get("threshold"),
             "partitions": meta.get("failing_partitions") or (
                 "(unpartitioned)" if ev.asset_key.path[-1] in ("model", "production_model")
-                else f"{start}..{end - dt.timedelta(days=1)}"
+                else f"{start}..{last}"
             ),
         }
+        if meta.get("level") is not None:  # monitoring: its level and the days at each level
+            item["level"] = meta["level"]
+            days = {lvl: _days(meta.get(f"{lvl}_days")) for lvl in ("error", "warn")}
+            item["error_days"], item["warn_days"] = days["error"], days["warn"]
+            if days["error"] or days["warn"]:
+                item["partitions"] = _ranges(sorted(days["error"] + days["warn"]))
         checks.append(item)
         if not ev.passed and item["blocking"]:
             failed_blocking.append(item)
-    step_failures = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.step_failure_data.error
-            msg = err.message.strip() if err else ""
-            step_failures.append({"step": event.step_key, "error": msg[-2000:]})
+    step_failures = [step_failure(event, start, last) for event in result.all_events
+                     if event.is_step_failure]
     quarantined = layers.get("quarantine", {}).get("rows", 0)
     return {
         "pipeline": cfg.name,
@@ -126,6 +208,92 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         "failed_checks": [c for c in checks if not c["passed"]],
         "failed_blocking_checks": failed_blocking,
         "step_failures": step_failures,
+        "lookups": lookups,
+        "extra_columns": {k: sorted(v) if isinstance(v, set) else v
+                          for k, v in extra_columns.items()},
+        "predicted_days": sorted(predicted_days),
+        "scored_by": scored_by,
+    }
+
+
+def _days(value) -> list[str]:
+    if not value or value == "none":
+        return []
+    return [d.strip() for d in str(value).split(",") if d.strip()]
+
+
+def _ranges(days: list[str]) -> str:
+    """Sorted ISO days as compact ranges: `2013-01-01..2013-01-03, 2013-01-07`."""
+    out: list[list[str]] = []
+    for day in days:
+        if out and dt.date.fromisoformat(day) - dt.date.fromisoformat(out[-1][1]) == dt.timedelta(days=1):
+            out[-1][1] = day
+        else:
+            out.append([day, day])
+    return ", ".join(a if a == b else f"{a}..{b}" for a, b in out)
+
+
+def _error_parts(err) -> tuple[str, str]:
+    """(exception class, one-line message) of the user's exception inside a Dagster error."""
+    while err is not None and err.cause is not None and err.cls_name in (
+            "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+        err = err.cause
+    if err is None:
+        return "", ""
+    message = (err.message or "").strip()
+    prefix = f"{err.cls_name}: "
+    if message.startswith(prefix):
+        message = message[len(prefix):]
+    elif ": " in message.split("\n", 1)[0] and message.split(":", 1)[0].endswith(err.cls_name or "?"):
+        message = message.split(": ", 1)[1]
+    return err.cls_name or "", " ".join(message.split())[:500]
+
+
+def step_failure(event, start: dt.date, last: dt.date) -> dict[str, Any]:
+    """One failed step as one line: the step, the partition(s), the exception type and message
+    (a dg.Failure's description already names the transform and the partition)."""
+    data = event.step_failure_data
+    described = data.user_failure_data.description if data.user_failure_data else None
+    exc_type, message = _error_parts(data.error)
+    partitions = f"{start}..{last}" if start != last else start.isoformat()
+    if described:
+        error = " ".join(described.split())[:500]
+        line = (f"step {event.step_key} failed: {error}" if "partition" in error
+                else f"step {event.step_key} failed on partitions {partitions}: {error}")
+    else:
+        error = f"{exc_type}: {message}" if exc_type else message
+        line = f"step {event.step_key} failed on partitions {partitions}: {error}"
+    return {"step": event.step_key, "partitions": partitions, "error_type": exc_type,
+            "error": error, "line": line}
+
+
+def prediction_days(summary: dict[str, Any], storage, pipeline: str) -> dict[str, Any]:
+    """Which predicted days fell in the scoring model's training window (in-sample: fit or
+    validation days) and which did not (out-of-sample)."""
+    days = summary.get("predicted_days") or []
+    if not days:
+        return {}
+    model_id = summary.get("scored_by")
+    try:
+        version = storage.models().get(pipeline, model_id) if model_id else None
+    except Exception:  # the summary must not fail on a missing model record
+        version = None
+    if version is None:
+        return {"days": _ranges(days), "model": model_id, "in_sample": None, "out_of_sample": None}
+    fit = set(version.sidecar.get("train_days", []))
+    validation = set(version.sidecar.get("validation_days", []))
+    window = sorted(fit | validation)
+    in_sample = [d for d in days if d in fit or d in validation]
+    return {
+        "days": _ranges(days),
+        "model": version.label,
+        "training_window": f"{window[0]}..{window[-1]}" if window else None,
+        "in_sample": _ranges(in_sample),
+        "in_sample_fit": _ranges([d for d in days if d in fit]),
+        "in_sample_validation": _ranges([d for d in days if d in validation]),
+        "out_of_sample": _ranges([d for d in days if d not in fit and d not in validation]),
+        "in_sample_days": len(in_sample),
+        "out_of_sample_days": len(days) - len(in_sample),
     }
 
 
@@ -133,6 +301,12 @@ def render(summary: dict[str, Any]) -> str:
     r = summary["range"]
     lines = [f"pipeline {summary['pipeline']}  run {summary['run_id']}  "
              f"{r['start']}..{r['end']} (as of {r['as_of']})"]
+    for run_id in summary.get("stale_runs_failed") or []:
+        lines.append(f"  earlier run  {run_id}: its process is gone; marked FAILURE (rerun its range "
+                     "to retry)")
+    for name, info in (summary.get("lookups") or {}).items():
+        lines.append(f"  lookup       {name}: {info['rows']} rows from {info['source']} "
+                     f"(version {str(info['data_version'])[:12]})")
     for layer in ("raw", "processed", "quarantine", "features", "predictions"):
         if layer in summary["rows"]:
             lines.append(f"  {layer:<12} {summary['rows'][layer]:>9} rows in "
@@ -149,12 +323,30 @@ def render(summary: dict[str, Any]) -> str:
     if p:
         lines.append(f"  production   {p['model_version']} ({p['model_id']}): {p['action']}; {p['reason']}")
     lines.append(f"  quarantined  {summary['quarantined_rows']} rows")
+    for key, values in (summary.get("extra_columns") or {}).items():
+        shown = ", ".join(map(str, values)) if isinstance(values, list) else values
+        lines.append(f"  {key.replace('_', ' ')}: {shown}")
     lines.append(f"  predictions  {summary['predictions_written']} rows written")
+    pdays = summary.get("prediction_days") or {}
+    if pdays.get("in_sample") is not None:
+        lines.append(f"  scored days  by {pdays['model']}, trained on {pdays['training_window']}: "
+                     f"in-sample {pdays['in_sample'] or 'none'} ({pdays['in_sample_days']} days); "
+                     f"out-of-sample {pdays['out_of_sample'] or 'none'} "
+                     f"({pdays['out_of_sample_days']} days)")
+    elif pdays:
+        lines.append(f"  scored days  {pdays['days']} by {pdays['model']} (training window unknown)")
     for c in summary["failed_checks"]:
-        lines.append(f"  check {'FAILED' if c['blocking'] else 'warned'}: {c['check']} on {c['asset']} "
+        verdict = "FAILED" if c["blocking"] else c.get("level", "warned")
+        if "level" in c:
+            days = "; ".join(f"{lvl.upper()} on {_ranges(c[f'{lvl}_days'])}"
+                             for lvl in ("error", "warn") if c[f"{lvl}_days"])
+            lines.append(f"  check {verdict}: {c['check']} on {c['asset']}: {days or c['partitions']}"
+                         f" (observed {c['observed']}, threshold {c['threshold']})")
+            continue
+        lines.append(f"  check {verdict}: {c['check']} on {c['asset']} "
                      f"partition(s) {c['partitions']}: observed {c['observed']}, threshold {c['threshold']}")
     for f in summary["step_failures"]:
-        lines.append(f"  step failed: {f['step']}: {f['error'].splitlines()[0] if f['error'] else ''}")
+        lines.append(f"  {f['line']}")
     lines += failed_partitions.render_lines(summary)
     lines.append("  result       " + ("OK" if summary["success"] else "FAILED"))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from ml_assets.defs.pipeline import build_pipeline
 from ml_assets.defs.resources import AlertsResource, StorageResource
 
 REPO = Path(__file__).resolve().parent.parent
-FLIGHTS_YAML = REPO / "configs" / "flights.yaml"
+FLIGHTS_YAML = REPO / "ml_assets" / "configs" / "flights.yaml"
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -157,9 +157,11 @@ def materialize(
     tags = dict(tags or {})
     if any(layer not in ("model", "production_model") for layer in layers):
         tags.update(range_tags(start, end or start))
+    # features read the lookup tables their transforms join: materialized with them
+    lookups = [names.lookup(n) for n in cfg.lookups] if "features" in layers else []
     return dg.materialize(
         built.assets,
-        selection=[names.key(layer) for layer in layers],
+        selection=[*lookups, *(names.key(layer) for layer in layers)],
         instance=instance,
         resources={"storage": storage, "alerts": alerts or AlertsResource(),
                    "table_io_manager": TableIOManager(storage=storage)},

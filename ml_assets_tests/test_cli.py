@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -13,9 +14,12 @@ import dagster as dg
 import pytest
 
 from ml_assets import cli
-from ml_assets_tests.helpers import REPO, flights_dict, write_config
+from ml_assets.runner import _ranges, render, step_failure
+from ml_assets_tests.helpers import REPO, flights_dict, rentals_dict, write_config, write_rentals
 
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12"]
+QUIET = ("BetaWarning", "PreviewWarning", "SupersessionWarning", "Traceback", "Stack Trace")
+EXE = Path(sys.executable).parent / "ml-assets"
 
 
 @pytest.fixture
@@ -46,6 +50,29 @@ def test_run_entry_point_json_end_to_end(env):
     assert summary["model"]["gate_passed"] is True
     assert 0.5 < summary["model"]["metrics"]["roc_auc"] < 1.0
     assert summary["failed_blocking_checks"] == []
+    # a quiet console: none of Dagster's beta/preview/supersession warnings, no stack traces
+    assert not [w for w in QUIET if w in proc.stderr], proc.stderr[-3000:]
+    # which scored days the model was trained on (window 10 days to 01-12, 3 of them validation)
+    days = summary["prediction_days"]
+    assert days["training_window"] == "2013-01-03..2013-01-12"
+    assert days["in_sample"] == "2013-01-03..2013-01-12" and days["in_sample_days"] == 10
+    assert days["in_sample_fit"] == "2013-01-03..2013-01-09"
+    assert days["in_sample_validation"] == "2013-01-10..2013-01-12"
+    assert days["out_of_sample"] == "2013-01-01..2013-01-02, 2013-01-13..2013-01-14"
+    assert days["out_of_sample_days"] == 4
+    text = render(summary)
+    assert ("in-sample 2013-01-03..2013-01-12 (10 days); out-of-sample 2013-01-01..2013-01-02, "
+            "2013-01-13..2013-01-14 (4 days)") in text
+    # monitoring checks name their level and the days at each level, not the whole range
+    for check in summary["failed_checks"]:
+        if check["asset"] in ("flights/drift", "flights/model_performance"):
+            assert check["level"] in ("WARN", "ERROR")
+            flagged = sorted(check["error_days"] + check["warn_days"])
+            assert flagged and check["partitions"] == _ranges(flagged)
+            assert f"check {check['level']}: {check['check']} on {check['asset']}: " in text
+    # the lookup tables the transforms joined, with their versions
+    assert sorted(summary["lookups"]) == ["planes", "weather"]
+    assert summary["lookups"]["weather"]["rows"] > 20_000
     # recorded in the instance at DAGSTER_HOME, so the UI shows it
     with dg.DagsterInstance.get() as instance:
         run = instance.get_run_by_id(summary["run_id"])
@@ -104,3 +131,140 @@ def test_bad_environment_exits_2(env, capsys, monkeypatch):
     monkeypatch.setenv("ENV", "production")
     assert cli.main(["run", "--config", str(config), *ARGS]) == 2
     assert "ENV=production needs S3_BUCKET" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- failures in one line
+FAILING_TRANSFORM = """
+import pandas as pd
+
+
+def explode(frame):
+    if (pd.to_datetime(frame["scheduled_departure"]).dt.day == 3).any():
+        raise KeyError("no column\\n'wind_gust' here")
+    return frame
+"""
+ONE_LINE = ("transform boom_transforms:explode failed on partition 2013-01-03: KeyError: no column "
+            "'wind_gust' here")
+
+
+def _failing_config(env) -> tuple[Path, dict]:
+    (env / "boom_transforms.py").write_text(FAILING_TRANSFORM)
+    data = flights_dict()
+    data["features"]["transforms"] = [*data["features"]["transforms"], "boom_transforms:explode"]
+    sub_env = os.environ.copy()
+    sub_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(env), sub_env.get("PYTHONPATH")) if p)
+    return write_config(env / "flights.yaml", data), sub_env
+
+
+def test_a_failing_transform_is_one_line_naming_transform_partition_and_exception(env):
+    config, sub_env = _failing_config(env)
+    proc = subprocess.run([str(EXE), "run", "--config", str(config), *ARGS, "--json"],
+                          capture_output=True, text=True, env=sub_env, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    [failure] = summary["step_failures"]
+    assert failure["step"] == "flights__features"
+    assert failure["error"] == ONE_LINE
+    assert failure["line"] == f"step flights__features failed: {ONE_LINE}"
+    # stderr: one line per Dagster message at the default level, and the failure named once
+    assert not [w for w in QUIET if w in proc.stderr], proc.stderr[-3000:]
+    assert f"ml-assets: step flights__features failed: {ONE_LINE}" in proc.stderr.splitlines()
+    assert "Dependencies for step" not in proc.stderr
+    # the run's failure in the instance names it too, and keeps the stack trace in its logs
+    with dg.DagsterInstance.get() as instance:
+        records = instance.all_logs(summary["run_id"], of_type=dg.DagsterEventType.STEP_FAILURE)
+        [record] = records
+        data = record.dagster_event.step_failure_data
+        assert data.user_failure_data.description == ONE_LINE
+        causes, err = [], data.error
+        while err is not None:
+            causes.append(err)
+            err = err.cause
+        assert any(c.cls_name == "KeyError" and c.stack for c in causes)
+
+
+def test_log_level_debug_shows_the_warnings_and_stack_traces(env):
+    config, sub_env = _failing_config(env)
+    proc = subprocess.run([str(EXE), "run", "--config", str(config), *ARGS,
+                           "--log-level", "DEBUG"],
+                          capture_output=True, text=True, env=sub_env, timeout=300)
+    assert proc.returncode == 1
+    assert "BetaWarning" in proc.stderr
+    assert "Traceback" in proc.stderr or "Stack Trace" in proc.stderr
+    assert f"step flights__features failed: {ONE_LINE}" in proc.stdout
+
+
+def test_models_command_prints_no_dagster_warnings(env):
+    config = write_config(env / "flights.yaml", flights_dict())
+    proc = subprocess.run([str(EXE), "models", "list", "--config", str(config)],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [w for w in QUIET if w in proc.stderr], proc.stderr[-3000:]
+
+
+def test_a_step_error_that_is_not_a_failure_is_its_class_and_message(tmp_path):
+    """A real Dagster run whose asset raises: the summary line is the exception class and its
+    first words, with the partition range, not Dagster's wrapper."""
+    daily = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+
+    @dg.asset(partitions_def=daily)
+    def broken():
+        raise ValueError("column 'fare' holds text:\n'abc' at row 7")
+
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.materialize([broken], instance=instance, partition_key="2024-01-02",
+                                raise_on_error=False)
+    [event] = [e for e in result.all_events if e.is_step_failure]
+    day = dt.date(2024, 1, 2)
+    out = step_failure(event, day, day)
+    assert out["error_type"] == "ValueError"
+    assert out["error"] == "ValueError: column 'fare' holds text: 'abc' at row 7"
+    assert out["line"] == ("step broken failed on partitions 2024-01-02: ValueError: column "
+                           "'fare' holds text: 'abc' at row 7")
+
+
+# ---------------------------------------------------------------- a missing PII key
+@pytest.mark.parametrize("command", ["run", "release"])
+def test_missing_pii_key_exits_2_naming_the_variable(env, capsys, monkeypatch, command):
+    write_rentals(env / "landing", dt.date(2024, 3, 1), 3, rows=20)
+    config = write_config(env / "rentals.yaml", rentals_dict(str(env / "landing" / "{date}.csv"),
+                                                             end="2024-03-04"))
+    monkeypatch.delenv("ML_ASSETS_PII_KEY", raising=False)
+    assert cli.main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "ML_ASSETS_PII_KEY is not set" in err and "['rider_email']" in err
+    # the variable the config names, when it names another
+    config = write_config(env / "rentals2.yaml", rentals_dict(
+        str(env / "landing" / "{date}.csv"), end="2024-03-04", pii_key_env="RENTALS_HMAC_KEY"))
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "not-this-one")
+    monkeypatch.delenv("RENTALS_HMAC_KEY", raising=False)
+    assert cli.main([command, "--config", str(config)]) == 2
+    assert "RENTALS_HMAC_KEY is not set" in capsys.readouterr().err
+
+
+def test_summary_names_extra_columns_that_ingest_records(tmp_path):
+    """Columns outside the contract, as ingest records them per partition (names and counts),
+    are named and counted in the summary."""
+    from ml_assets.runner import summarize
+    from ml_assets_tests.helpers import flights_config
+
+    daily = dg.DailyPartitionsDefinition(start_date="2013-01-01", end_date="2013-01-03")
+    seen = {"2013-01-01": ("contact_email", 2), "2013-01-02": ("contact_email, note", 5)}
+
+    @dg.asset(key=["flights", "raw"], partitions_def=daily)
+    def raw(context):  # (no annotation: this module has postponed annotations)
+        names, count = seen[context.partition_key]
+        return dg.MaterializeResult(metadata={"extra_columns": names,
+                                              "extra_columns_count": count,
+                                              "dagster/row_count": 10})
+
+    start, end = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        results = [dg.materialize([raw], instance=instance, partition_key=day) for day in seen]
+    summary = summarize(flights_config(), results[0], start, end, start, {})
+    assert summary["extra_columns"] == {"extra_columns": ["contact_email"],
+                                        "extra_columns_count": 2}
+    summary = summarize(flights_config(), results[1], start, end, start, {})
+    assert summary["extra_columns"]["extra_columns"] == ["contact_email", "note"]
+    summary["prediction_days"] = {}
+    assert "  extra columns: contact_email, note" in render(summary)

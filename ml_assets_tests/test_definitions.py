@@ -50,7 +50,7 @@ def graph_snapshot(defs: dg.Definitions) -> dict:
 
 
 def test_asset_graph_matches_snapshot(tmp_path):
-    defs = build_definitions(load_configs(REPO / "configs"), storage=local_storage(tmp_path))
+    defs = build_definitions(load_configs(REPO / "ml_assets" / "configs"), storage=local_storage(tmp_path))
     dg.Definitions.validate_loadable(defs)
     current = graph_snapshot(defs)
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
@@ -77,7 +77,7 @@ def test_two_pipelines_share_one_code_location(tmp_path):
     from ml_assets.config import PipelineConfig
     from ml_assets_tests.helpers import rentals_dict
 
-    configs = [*load_configs(REPO / "configs"),
+    configs = [*load_configs(REPO / "ml_assets" / "configs"),
                PipelineConfig.model_validate(rentals_dict(str(tmp_path / "{date}.csv")))]
     defs = build_definitions(configs, storage=local_storage(tmp_path))
     dg.Definitions.validate_loadable(defs)

@@ -1,6 +1,6 @@
 """The benchmark's cases: what each side runs (config, date range, as-of).
 
-- full_year: configs/flights.yaml unchanged, 2013-01-01..2014-01-01 (365 partitions), as of
+- full_year: ml_assets/configs/flights.yaml unchanged, 2013-01-01..2014-01-01 (365 partitions), as of
   2013-12-31. --quick: 2013-01-01..2013-02-05 (35 days; the shortest window from January 1 whose
   model passes the 0.65 ROC AUC gate, so the predictions layer runs too).
 - scale: 7 days x 1,000,000 rows (benchmarks/generate_scale.py, seed 0) read from one Parquet
@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 HERE = Path(__file__).resolve().parent.parent
-FLIGHTS_CONFIG = HERE.parent / "configs" / "flights.yaml"
+FLIGHTS_CONFIG = HERE.parent / "ml_assets" / "configs" / "flights.yaml"
 CASES = ("full_year", "scale")
 
 

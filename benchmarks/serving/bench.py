@@ -78,7 +78,7 @@ def setup(workdir: Path, quick: bool) -> dict:
     home = workdir / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    cfg = yaml.safe_load((ROOT / "configs" / "flights.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "ml_assets" / "configs" / "flights.yaml").read_text())
     if quick:  # the same model shape on a shorter window (too short for the 0.65 gate)
         cfg["training"].update({"window_days": 25, "validation_days": 5})
         cfg["gates"] = {"roc_auc": {"min": 0.55}}

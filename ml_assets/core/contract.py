@@ -3,6 +3,11 @@
 Rows that break the contract go to a quarantine table with one reason per problem, never dropped
 silently. A missing required column is not a row problem: it fails the whole partition with the
 file, the column, what was expected and what was found.
+
+Numbers are parsed and checked for all numeric columns at once (one 2-D array: parse errors,
+non-finite values, integrality, min and max), text columns in one stacked pass; what the contract
+derives from the config (column lists, bounds, allowed sets) is computed once per config
+(`contract_plan`), not once per day. Reasons are built only for the rows that have one.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ import numpy as np
 import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
+from ml_assets.core import frames as _ingest
+from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
+from ml_assets.core.keys import KeyHistory, key_hashes
 
 QUARANTINE_COLUMNS = ["partition", SOURCE_FILE, SOURCE_ROW, "reason", "record"]
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
+_NAN_TEXT = {"nan", "+nan", "-nan"}
+_INT_LIMIT = 2**53  # larger integers do not survive float64 exactly
 PANDAS_DTYPES = {
     "int64": "Int64",
     "float64": "float64",
@@ -37,39 +47,89 @@ class Cleaned:
     processed: pd.DataFrame
     quarantine: pd.DataFrame
     extra_columns: list[str]
+    #: uint64 hashes of the processed rows' primary keys, in row order (None without a history)
+    key_hashes: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ContractPlan:
+    """What `clean` needs from a config, derived once per config (see `contract_plan`)."""
+
+    expected: tuple[str, ...]
+    specs: dict[str, ColumnSpec]
+    numeric: tuple[str, ...]  # int64 and float64 columns, in contract order
+    position: dict[str, int]  # numeric column -> row of the numeric block
+    is_int: np.ndarray  # per numeric column
+    lows: np.ndarray  # per numeric column, NaN: no bound
+    highs: np.ndarray
+    nonfinite_ok: np.ndarray
+    allowed_numbers: dict[str, np.ndarray]
+    allowed_text: dict[str, list[str]]
+    target: str
+    primary_key: list[str]
+    known: frozenset[str]  # contract and lineage columns (anything else is extra)
+
+
+def _build_plan(config: PipelineConfig) -> ContractPlan:
+    dropped = {c for c, a in config.pii.items() if a == "drop"}
+    expected = tuple(c for c in config.columns if c not in dropped)
+    specs = {c: config.columns[c] for c in expected}
+    numeric = tuple(c for c in expected if specs[c].dtype in ("int64", "float64"))
+
+    def bound(value):
+        return np.nan if value is None else float(value)
+
+    allowed_numbers, allowed_text = {}, {}
+    for column, spec in specs.items():
+        if spec.allowed is None:
+            continue
+        if column in numeric:
+            numbers = pd.to_numeric(pd.Series(spec.allowed), errors="coerce").dropna()
+            allowed_numbers[column] = numbers.to_numpy(dtype="float64")
+        else:
+            allowed_text[column] = pd.Series(spec.allowed).astype(str).tolist()
+    return ContractPlan(
+        expected=expected,
+        specs=specs,
+        numeric=numeric,
+        position={c: j for j, c in enumerate(numeric)},
+        is_int=np.array([specs[c].dtype == "int64" for c in numeric], dtype=bool),
+        lows=np.array([bound(specs[c].min) for c in numeric], dtype="float64"),
+        highs=np.array([bound(specs[c].max) for c in numeric], dtype="float64"),
+        nonfinite_ok=np.array([specs[c].allow_nonfinite for c in numeric], dtype=bool),
+        allowed_numbers=allowed_numbers,
+        allowed_text=allowed_text,
+        target=config.target.column,
+        primary_key=list(config.primary_key),
+        known=frozenset([*config.columns, *LINEAGE_COLUMNS, _ingest.INGEST_REASON]),
+    )
+
+
+def contract_plan(config: PipelineConfig) -> ContractPlan:
+    return per_config("contract", config, _build_plan)
 
 
 def expected_columns(config: PipelineConfig) -> list[str]:
     """Columns the raw table must have: the schema, less PII columns that are dropped."""
-    dropped = {c for c, a in config.pii.items() if a == "drop"}
-    return [c for c in config.columns if c not in dropped]
+    return list(contract_plan(config).expected)
 
 
 def missing_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
-    return [c for c in expected_columns(config) if c not in frame.columns]
+    return [c for c in contract_plan(config).expected if c not in frame.columns]
+
+
+def _is_text(dtype) -> bool:
+    return pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)
 
 
 def _parse(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
-    """Return (parsed values, mask of values present but unparseable)."""
+    """Parse one bool, datetime or string column: (parsed values, mask of values present but
+    unparseable). Numeric columns are parsed together by `_parse_numbers`."""
     present = values.notna()
-    if values.dtype == object or isinstance(values.dtype, pd.StringDtype):
+    if _is_text(values.dtype):
         text = values.astype("string").str.strip()
         present = present & (text != "")
         values = text.where(present)
-    if spec.dtype in ("int64", "float64"):
-        if pd.api.types.is_bool_dtype(values.dtype):
-            numeric = pd.Series(np.nan, index=values.index)
-        else:
-            numeric = pd.to_numeric(values, errors="coerce").astype("float64")
-        bad = present & numeric.isna()
-        if spec.dtype == "int64":
-            fractional = numeric.notna() & (numeric != np.floor(numeric.fillna(0)))
-            too_big = numeric.abs() > 2**53
-            bad = bad | fractional | too_big
-            parsed = numeric.where(~bad).astype("Int64")
-        else:
-            parsed = numeric.where(~bad)
-        return parsed, bad
     if spec.dtype == "bool":
         if pd.api.types.is_bool_dtype(values.dtype):
             return values.astype("boolean"), pd.Series(False, index=values.index)
@@ -84,6 +144,66 @@ def _parse(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
         bad = present & parsed.isna()
         return parsed, bad
     return values.astype("string"), pd.Series(False, index=values.index)
+
+
+@dataclass
+class _Numbers:
+    """Every numeric column of a partition, one row per column (k x n)."""
+
+    values: np.ndarray  # parsed, NaN where null or unparseable
+    bad: np.ndarray  # present but not acceptable
+    nonfinite: np.ndarray  # inf, -inf or NaN text (a reason of its own)
+    null: np.ndarray
+
+
+def _parse_numbers(raw: pd.DataFrame, plan: ContractPlan) -> _Numbers:
+    k, n = len(plan.numeric), len(raw)
+    values = np.full((k, n), np.nan)
+    present = np.zeros((k, n), dtype=bool)
+    nan_text = np.zeros((k, n), dtype=bool)
+    text_rows: list[int] = []
+    for j, column in enumerate(plan.numeric):
+        source = raw[column]
+        if pd.api.types.is_bool_dtype(source.dtype):
+            present[j] = source.notna().to_numpy(dtype=bool)  # a bool is not a number: bad
+        elif pd.api.types.is_numeric_dtype(source.dtype):
+            values[j] = source.to_numpy(dtype="float64", na_value=np.nan)
+            present[j] = source.notna().to_numpy(dtype=bool)
+        elif _is_text(source.dtype):
+            text_rows.append(j)
+        else:  # anything else (e.g. datetimes in a numeric column): as pandas converts it
+            values[j] = pd.to_numeric(source, errors="coerce").to_numpy(dtype="float64",
+                                                                        na_value=np.nan)
+            present[j] = source.notna().to_numpy(dtype=bool)
+    if text_rows and n:
+        # one pass over the text of every numeric text column (CSV sources: all of them)
+        stacked = pd.concat([raw[plan.numeric[j]] for j in text_rows], ignore_index=True)
+        text = stacked.astype("string").str.strip()
+        here = stacked.notna().to_numpy(dtype=bool) & (text != "").to_numpy(dtype=bool,
+                                                                         na_value=False)
+        parsed = pd.to_numeric(text.where(here), errors="coerce").to_numpy(dtype="float64",
+                                                                         na_value=np.nan)
+        rows = np.asarray(text_rows)
+        values[rows] = parsed.reshape(len(rows), n)
+        present[rows] = here.reshape(len(rows), n)
+        maybe = here & np.isnan(parsed)
+        if maybe.any():
+            where = np.flatnonzero(maybe)
+            is_nan = text.iloc[where].str.lower().isin(_NAN_TEXT).to_numpy(dtype=bool)
+            flat = np.zeros(len(parsed), dtype=bool)
+            flat[where[is_nan]] = True
+            nan_text[rows] = flat.reshape(len(rows), n)
+    with np.errstate(invalid="ignore"):
+        bad = present & np.isnan(values)
+        is_int = plan.is_int[:, None]
+        finite_int = np.where(np.isnan(values), 0.0, values)
+        bad |= is_int & ((finite_int != np.floor(finite_int)) | (np.abs(values) > _INT_LIMIT))
+        nonfinite = ~is_int & (np.isinf(values) | nan_text)
+        allowed = plan.nonfinite_ok[:, None]
+        bad = (bad & ~(nonfinite & allowed)) | (nonfinite & ~allowed)
+        nonfinite &= bad
+    values[bad] = np.nan
+    return _Numbers(values=values, bad=bad, nonfinite=nonfinite, null=np.isnan(values) & ~bad)
 
 
 def outside_allowed(values: pd.Series, spec: ColumnSpec) -> pd.Series:
@@ -105,83 +225,189 @@ def _fmt(value) -> str:
     return repr(value)
 
 
-def clean(raw: pd.DataFrame, config: PipelineConfig, partition: str) -> Cleaned:
-    """Parse one partition of raw rows; return processed rows and quarantined rows."""
-    missing = missing_columns(raw, config)
+def _fmt_all(values) -> np.ndarray:
+    """`_fmt` of each value (a Series is mapped as pandas boxes its values), as an object array."""
+    if isinstance(values, pd.Series):
+        return values.map(_fmt).to_numpy(dtype=object)
+    return np.array([_fmt(v) for v in values], dtype=object)
+
+
+class _Reasons:
+    """Reasons per row (position), appended in the order the checks run."""
+
+    def __init__(self, n: int):
+        self.text = np.full(n, "", dtype=object)
+
+    def flag(self, mask: np.ndarray, message) -> None:
+        """`message`: a str, or a function of the flagged positions giving one str per row."""
+        if not mask.any():
+            return
+        idx = np.flatnonzero(mask)
+        msgs = message(idx) if callable(message) else message
+        self.text[idx] = self.text[idx] + msgs + "; "
+
+    def bad(self) -> np.ndarray:
+        return self.text != ""
+
+
+def _parse_strings(raw: pd.DataFrame, columns: list[str]) -> dict[str, pd.Series]:
+    """`_parse` of several string columns of text in one pass: stripped, empty text as null."""
+    n = len(raw)
+    if not columns or not n:
+        return {}
+    stacked = pd.concat([raw[c] for c in columns], ignore_index=True)
+    text = stacked.astype("string").str.strip()
+    here = stacked.notna().to_numpy(dtype=bool) & (text != "").to_numpy(dtype=bool, na_value=False)
+    text = text.where(here)
+    return {c: text.iloc[i * n:(i + 1) * n].reset_index(drop=True) for i, c in enumerate(columns)}
+
+
+def clean(
+    raw: pd.DataFrame, config: PipelineConfig, partition: str, history: KeyHistory | None = None
+) -> Cleaned:
+    """Parse one partition of raw rows; return processed rows and quarantined rows.
+
+    `history`: keys already stored for other partitions (`ml_assets.core.keys`); a row whose
+    primary key an earlier partition holds is quarantined, naming that partition, file and row.
+    Steps: every contract column present; parse and check each column (reasons per row); primary
+    keys (against the history, then within the day, among rows that are otherwise good); split.
+    """
+    plan = contract_plan(config)
+    _require_columns(raw, plan, partition)
+    reasons = _Reasons(len(raw))
+    if _ingest.INGEST_REASON in raw.columns:  # rows the ingest could not place in their day
+        placed = raw[_ingest.INGEST_REASON]
+        reasons.flag(placed.notna().to_numpy(dtype=bool),
+                     lambda idx: placed.iloc[idx].astype(str).to_numpy(dtype=object))
+    parsed = _parse_columns(raw, plan, reasons)
+    hashes = _check_keys(parsed, plan, partition, history, reasons) if plan.primary_key else None
+    bad_rows = reasons.bad()
+    rows = raw.iloc[np.flatnonzero(bad_rows)]
+    text = pd.Series(reasons.text[bad_rows], index=rows.index, dtype=object).str.rstrip("; ")
+    return Cleaned(
+        processed=parsed.loc[~bad_rows].reset_index(drop=True),
+        quarantine=quarantine_frame(rows, text, partition),
+        extra_columns=[c for c in raw.columns if c not in plan.known],
+        key_hashes=None if hashes is None else hashes[~bad_rows],
+    )
+
+
+def _require_columns(raw: pd.DataFrame, plan: ContractPlan, partition: str) -> None:
+    missing = [c for c in plan.expected if c not in raw.columns]
     if missing:
         files = sorted(set(raw[SOURCE_FILE])) if SOURCE_FILE in raw and len(raw) else []
         found = [c for c in raw.columns if c not in LINEAGE_COLUMNS]
         raise ContractError(
             f"partition {partition}: source {files or '(no rows)'} is missing required "
-            f"column(s) {missing}; expected {expected_columns(config)}, found {found}"
+            f"column(s) {missing}; expected {list(plan.expected)}, found {found}"
         )
-    reasons = pd.Series("", index=raw.index, dtype=object)
 
-    def flag(mask: pd.Series, message) -> None:
-        if not mask.any():
-            return
-        idx = mask[mask].index
-        msgs = message(idx) if callable(message) else pd.Series(message, index=idx)
-        reasons.loc[idx] = reasons.loc[idx] + msgs + "; "
 
-    out: dict[str, pd.Series] = {}
-    for column in expected_columns(config):
-        spec = config.columns[column]
+def _parse_columns(raw: pd.DataFrame, plan: ContractPlan, reasons: _Reasons) -> pd.DataFrame:
+    """Every contract column parsed to its dtype (positional index), lineage columns kept; each
+    problem appended to `reasons`, column by column in contract order."""
+    n = len(raw)
+    numbers = _parse_numbers(raw, plan)
+    strings = _parse_strings(raw, [c for c in plan.expected if plan.specs[c].dtype == "string"
+                                   and _is_text(raw[c].dtype)])
+    out: dict[str, object] = {}
+    for column in plan.expected:
+        spec = plan.specs[column]
         source = raw[column]
-        parsed, bad = _parse(source, spec)
-        flag(
-            bad,
-            lambda idx, c=column, s=spec, src=source: (
-                f"column {c!r}: expected {s.dtype}, found " + src.loc[idx].map(_fmt)
-            ),
-        )
-        null = parsed.isna() & ~bad
+        if column in plan.position:
+            j = plan.position[column]
+            values, bad, null = numbers.values[j], numbers.bad[j], numbers.null[j]
+            reasons.flag(bad, lambda idx, c=column, s=spec, src=source, nf=numbers.nonfinite[j]: (
+                f"column {c!r}: expected "
+                + np.where(nf[idx], f"finite {s.dtype}", s.dtype).astype(object)
+                + ", found " + _fmt_all(src.iloc[idx])))
+        elif column in strings:
+            parsed = strings[column]
+            bad = np.zeros(n, dtype=bool)
+            null = parsed.isna().to_numpy(dtype=bool)
+        else:
+            parsed, bad_series = _parse(source, spec)
+            parsed = parsed.reset_index(drop=True)
+            bad = bad_series.to_numpy(dtype=bool)
+            null = parsed.isna().to_numpy(dtype=bool) & ~bad
+            reasons.flag(bad, lambda idx, c=column, s=spec, src=source: (
+                f"column {c!r}: expected {s.dtype}, found " + _fmt_all(src.iloc[idx])))
         if not spec.nullable:
-            flag(null, f"column {column!r}: null not allowed")
-        if column == config.target.column:
-            flag(null, f"missing label (column {column!r} is null)")
-        if spec.min is not None:
-            low = (parsed < spec.min).fillna(False).astype(bool)
-            flag(low, lambda idx, c=column, s=spec, p=parsed: (
-                f"column {c!r}: " + p.loc[idx].map(_fmt) + f" below min {_fmt(s.min)}"
-            ))
-        if spec.max is not None:
-            high = (parsed > spec.max).fillna(False).astype(bool)
-            flag(high, lambda idx, c=column, s=spec, p=parsed: (
-                f"column {c!r}: " + p.loc[idx].map(_fmt) + f" above max {_fmt(s.max)}"
-            ))
-        if spec.allowed is not None:
-            flag(outside_allowed(parsed, spec), lambda idx, c=column, p=parsed, a=spec.allowed: (
-                f"column {c!r}: " + p.loc[idx].map(_fmt) + f" not in allowed {a}"
-            ))
-        out[column] = parsed.astype(PANDAS_DTYPES[spec.dtype]) if spec.dtype != "datetime" else parsed
-
-    parsed_frame = pd.DataFrame(out, index=raw.index)
+            reasons.flag(null, f"column {column!r}: null not allowed")
+        if column == plan.target:
+            reasons.flag(null, f"missing label (column {column!r} is null)")
+        if column in plan.position:
+            _check_bounds(column, spec, values, plan, reasons)
+            out[column] = (pd.arrays.IntegerArray(np.where(null | bad, 0, values).astype("int64"),
+                                                  null | bad)
+                           if spec.dtype == "int64" else values)
+            continue
+        if column in plan.allowed_text:
+            inside = parsed.astype("string").isin(plan.allowed_text[column])
+            outside = ~null & ~bad & ~inside.fillna(False).to_numpy(dtype=bool)
+            reasons.flag(outside, lambda idx, c=column, p=parsed, a=spec.allowed: (
+                f"column {c!r}: " + _fmt_all(p.iloc[idx]) + f" not in allowed {a}"))
+        out[column] = (parsed.astype(PANDAS_DTYPES[spec.dtype]) if spec.dtype != "datetime"
+                       else parsed)
+    frame = pd.DataFrame(out, index=pd.RangeIndex(n))
     for col in LINEAGE_COLUMNS:
-        parsed_frame[col] = raw.get(col, pd.NA)
+        frame[col] = raw[col].reset_index(drop=True) if col in raw.columns else pd.NA
+    return frame
 
-    if config.primary_key:
-        valid = reasons == ""
-        keys = parsed_frame.loc[valid, config.primary_key]
-        dup = keys.duplicated(keep="first")
-        if dup.any():
-            first = keys.drop_duplicates(keep="first")
-            first_src = parsed_frame.loc[first.index, list(LINEAGE_COLUMNS) + config.primary_key]
-            merged = keys[dup].reset_index().merge(
-                first_src, on=config.primary_key, how="left", suffixes=("", "_first")
-            ).set_index("index")
-            dup_mask = pd.Series(False, index=raw.index)
-            dup_mask.loc[merged.index] = True
-            flag(dup_mask, lambda idx, m=merged: (
-                f"duplicate primary key {config.primary_key}: same as "
-                + m.loc[idx, SOURCE_FILE].astype(str) + " row " + m.loc[idx, SOURCE_ROW].astype(str)
-            ))
 
-    bad_rows = reasons != ""
-    processed = parsed_frame.loc[~bad_rows].reset_index(drop=True)
-    quarantine = quarantine_frame(raw.loc[bad_rows], reasons[bad_rows].str.rstrip("; "), partition)
-    extra = [c for c in raw.columns if c not in config.columns and c not in LINEAGE_COLUMNS]
-    return Cleaned(processed=processed, quarantine=quarantine, extra_columns=extra)
+def _check_bounds(column: str, spec: ColumnSpec, values: np.ndarray, plan: ContractPlan,
+                  reasons: _Reasons) -> None:
+    """min, max and allowed of a numeric column (values NaN where null or unparseable)."""
+    with np.errstate(invalid="ignore"):
+        if spec.min is not None:
+            reasons.flag(values < spec.min, lambda idx: (
+                f"column {column!r}: " + _fmt_all(values[idx].tolist())
+                + f" below min {_fmt(spec.min)}"))
+        if spec.max is not None:
+            reasons.flag(values > spec.max, lambda idx: (
+                f"column {column!r}: " + _fmt_all(values[idx].tolist())
+                + f" above max {_fmt(spec.max)}"))
+    if column in plan.allowed_numbers:
+        outside = ~np.isnan(values) & ~np.isin(values, plan.allowed_numbers[column])
+        reasons.flag(outside, lambda idx: (
+            f"column {column!r}: " + _fmt_all(values[idx].tolist())
+            + f" not in allowed {spec.allowed}"))
+
+
+def _check_keys(parsed: pd.DataFrame, plan: ContractPlan, partition: str,
+                history: KeyHistory | None, reasons: _Reasons) -> np.ndarray | None:
+    """Quarantine repeated primary keys among the rows still good: first a key an earlier
+    partition holds (when a history is given), then a repeat within the day (the first row in
+    source order stays). Returns the key hashes of every row (None without a history)."""
+    key = plan.primary_key
+    valid = ~reasons.bad()
+    hashes = None
+    if history is not None:
+        hashes = key_hashes(parsed, key)
+        repeat, where = history.repeats(partition, hashes[valid])
+        if repeat.any():
+            positions = np.flatnonzero(valid)[repeat]
+            mask = np.zeros(len(parsed), dtype=bool)
+            mask[positions] = True
+            holder = pd.Series(where, index=positions)
+            reasons.flag(mask, lambda idx: (
+                f"duplicate primary key {key}: same as " + holder.loc[idx].to_numpy()))
+            valid = ~reasons.bad()
+    keys = parsed.loc[valid, key]
+    dup = keys.duplicated(keep="first")
+    if dup.any():
+        first = keys.drop_duplicates(keep="first")
+        first_src = parsed.loc[first.index, list(LINEAGE_COLUMNS) + key]
+        merged = keys[dup].reset_index().merge(
+            first_src, on=key, how="left", suffixes=("", "_first")
+        ).set_index("index")
+        dup_mask = np.zeros(len(parsed), dtype=bool)
+        dup_mask[merged.index.to_numpy()] = True
+        reasons.flag(dup_mask, lambda idx: (
+            f"duplicate primary key {key}: same as "
+            + merged.loc[idx, SOURCE_FILE].astype(str).to_numpy() + " row "
+            + merged.loc[idx, SOURCE_ROW].astype(str).to_numpy()))
+    return hashes
 
 
 def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> pd.DataFrame:
@@ -194,9 +420,12 @@ def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> 
             "reason": pd.Series(dtype="string"),
             "record": pd.Series(dtype="string"),
         })
-    payload = rows.drop(columns=[c for c in LINEAGE_COLUMNS if c in rows.columns])
-    records = payload.astype(object).where(payload.notna(), None)
-    as_json = [json.dumps(r, default=str, sort_keys=True) for r in records.to_dict("records")]
+    payload = rows[[c for c in rows.columns
+                    if c not in LINEAGE_COLUMNS and c != _ingest.INGEST_REASON]]
+    names = sorted(payload.columns)
+    cells = payload[names].to_numpy(dtype=object, copy=True)
+    cells[payload[names].isna().to_numpy(dtype=bool)] = None
+    as_json = [json.dumps(dict(zip(names, row, strict=True)), default=str) for row in cells.tolist()]
     return pd.DataFrame({
         "partition": pd.Series(partition, index=rows.index, dtype="string"),
         SOURCE_FILE: rows[SOURCE_FILE].astype("string"),

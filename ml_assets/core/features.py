@@ -7,6 +7,7 @@ import operator
 import pandas as pd
 
 from ml_assets.config import PipelineConfig, resolve_callable
+from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS
 
 LABEL = "_label"
@@ -16,6 +17,24 @@ _OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le
 
 class FeatureError(ValueError):
     pass
+
+
+class TransformError(FeatureError):
+    """A configured transform raised: names the transform, the exception type and its message
+    (on one line); the original exception is its __cause__, for the run's logs."""
+
+    def __init__(self, path: str, exc: BaseException):
+        self.path, self.exc_type = path, type(exc).__name__
+        # a KeyError's str() is the repr of its key; its message reads better without quotes
+        text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+        self.exc_message = one_line(str(text))
+        super().__init__(f"transform {path} failed: {self.exc_type}: {self.exc_message}")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` with its whitespace (newlines included) collapsed, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 def key_columns(config: PipelineConfig) -> list[str]:
@@ -35,11 +54,19 @@ def label(processed: pd.DataFrame, config: PipelineConfig) -> pd.Series:
     )
 
 
+def _transforms(config: PipelineConfig) -> list[tuple[str, object]]:
+    """The configured transforms, imported once per config (not once per day)."""
+    return per_config("transforms", config,
+                      lambda c: [(path, resolve_callable(path)) for path in c.features.transforms])
+
+
 def apply_transforms(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    for path in config.features.transforms:
-        fn = resolve_callable(path)
+    for path, fn in _transforms(config):
         before = len(frame)
-        result = fn(frame)
+        try:
+            result = fn(frame)
+        except Exception as exc:
+            raise TransformError(path, exc) from exc
         if not isinstance(result, pd.DataFrame):
             raise FeatureError(f"transform {path} returned {type(result).__name__}, not a DataFrame")
         if len(result) != before:
@@ -51,8 +78,21 @@ def apply_transforms(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFram
     return frame
 
 
+def _numeric(values: pd.Series, col: str) -> pd.Series:
+    if values.dtype == "float64":
+        return values
+    if pd.api.types.is_bool_dtype(values.dtype):
+        values = values.astype("float64")
+    try:
+        return pd.to_numeric(values, errors="raise").astype("float64")
+    except (TypeError, ValueError) as exc:
+        raise FeatureError(f"numeric feature {col!r} is not numeric: {exc}") from exc
+
+
 def build_features(processed: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Keys, the declared feature columns (numeric as float64, categorical as string), the label."""
+    """Keys, the declared feature columns (numeric as float64, categorical as string), the label.
+
+    The output frame is built in one step from its columns (not column by column)."""
     frame = apply_transforms(processed.reset_index(drop=True), config)
     missing = [c for c in config.feature_columns if c not in frame.columns]
     if missing:
@@ -60,21 +100,15 @@ def build_features(processed: pd.DataFrame, config: PipelineConfig) -> pd.DataFr
             f"feature column(s) {missing} exist neither in processed data nor in the output of "
             f"transforms {config.features.transforms}; available: {sorted(frame.columns)}"
         )
-    out = pd.DataFrame(index=frame.index)
+    columns: dict[str, pd.Series] = {}
     for col in key_columns(config):
-        out[col] = frame[col]
+        columns[col] = frame[col]
     for col in config.features.numeric:
-        values = frame[col]
-        if pd.api.types.is_bool_dtype(values.dtype):
-            values = values.astype("float64")
-        try:
-            out[col] = pd.to_numeric(values, errors="raise").astype("float64")
-        except (TypeError, ValueError) as exc:
-            raise FeatureError(f"numeric feature {col!r} is not numeric: {exc}") from exc
+        columns[col] = _numeric(frame[col], col)
     for col in config.features.categorical:
-        out[col] = frame[col].astype("string")
-    out[LABEL] = label(frame, config)
-    return out.reset_index(drop=True)
+        columns[col] = frame[col].astype("string")
+    columns[LABEL] = label(frame, config)
+    return pd.DataFrame(columns, index=frame.index).reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:

@@ -11,6 +11,10 @@ import pandas as pd
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
+#: Raw rows the ingest could not place in their day (timestamp outside the pipeline's partitions,
+#: unparseable, or outside their file's day) carry the reason here; the processed layer
+#: quarantines them with it. Present in a raw partition only when some row has a reason.
+INGEST_REASON = "_ingest_reason"
 
 
 def to_naive_utc(values: pd.Series) -> pd.Series:

@@ -1,20 +1,20 @@
 """The landing folder of a `files` source as the new-data sensor sees it: which files are there,
-which version of each (etag, or size and modification time), and which days each holds."""
+which version of each (etag, or size and modification time; a listing, no reads), and which days
+a changed file touches (from the file manifest, `core.file_manifest`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import glob as globlib
-import io
 import os
+import stat
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
-from ml_assets.config import FilesSource
-from ml_assets.core.automation import date_pattern, days_between, file_version
-from ml_assets.core.frames import to_naive_utc
-from ml_assets.core.storage import read_uri, split_s3_uri
+from ml_assets.config import FilesSource, PipelineConfig
+from ml_assets.core import file_manifest as fm
+from ml_assets.core.automation import date_pattern, file_version
+from ml_assets.core.storage import ObjectStore, split_s3_uri
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ def list_landing(source: FilesSource, s3_client: Any = None) -> list[LandingFile
     else:
         for path in globlib.glob(glob):
             st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a folder matching the pattern is not a landing file
             out.append(LandingFile(path, st.st_size, st.st_mtime,
                                    file_version(st.st_size, st.st_mtime_ns)))
     if dated:
@@ -54,23 +56,42 @@ def list_landing(source: FilesSource, s3_client: Any = None) -> list[LandingFile
     return sorted(out, key=lambda f: f.uri)
 
 
-def file_days(source: FilesSource, file: LandingFile, s3_client: Any = None) -> list[str]:
-    """The days a file holds: from its name for a `{date}` source, else from the min and max of
-    its timestamp column (only that column is read). An unreadable file holds no known day."""
+def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list[LandingFile],
+                 s3_client: Any = None, store: ObjectStore | None = None,
+                 removed: list[str] = ()) -> dict[str, list[str]]:
+    """For each changed file, the days a run must re-materialize (any day, in the partitions or
+    not; the caller decides): a `{date}` file, the day in its name; a glob file, from the file
+    manifest (refreshed first; only new or changed files are read): the days its new version
+    holds, the days its previous version held (rows may have left them), and for an unreadable
+    version the days it could hold (`FileEntry.could_hold`). `removed` (glob): URIs no longer
+    listed; their days are those the manifest held for them before this refresh."""
+    source = config.source
+    assert isinstance(source, FilesSource)
     dated = date_pattern(source.uri)
     if dated:
-        match = dated[1].match(file.uri)
-        return [match.group("date")] if match else []
-    try:
-        data = read_uri(file.uri, s3_client)
-        ts = source.timestamp_column
-        if source.format == "csv":
-            values = pd.read_csv(io.BytesIO(data), usecols=[ts], dtype=str)[ts]
-        else:
-            values = pd.read_parquet(io.BytesIO(data), columns=[ts])[ts]
-    except (OSError, ValueError, KeyError):
-        return []
-    stamps = to_naive_utc(values).dropna()
-    if stamps.empty:
-        return []
-    return days_between(stamps.min().date(), stamps.max().date())
+        out = {}
+        for f in changed:
+            match = dated[1].match(f.uri)
+            out[f.uri] = [match.group("date")] if match else []
+        return out
+    from ml_assets.core.sources import refresh_manifest
+
+    if store is None:
+        raise ValueError("a glob source needs the tables store for its file manifest")
+    listing = [fm.Listed(f.uri, f.size, f.version) for f in files]
+    before, _ = fm.load(store, fm.manifest_key(config.name)) if removed else (None, None)
+    manifest, _ = refresh_manifest(config, s3_client, store, listing)
+    far = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
+    out = {}
+    for f in changed:
+        entry = manifest.files.get(f.uri)
+        if entry is None:
+            out[f.uri] = []
+            continue
+        days = set(entry.could_hold(*far)) | set(fm.expand(entry.previous_days))
+        out[f.uri] = sorted(days)
+    for uri in removed:
+        gone = before.files.get(uri) if before is not None else None
+        out[uri] = sorted(set(fm.expand(gone.days if gone.readable else gone.previous_days))) \
+            if gone is not None else []
+    return out

@@ -29,7 +29,18 @@ def _mask(value: str) -> str:
     return "*" * (len(value) - keep) + value[len(value) - keep :]
 
 
-def apply_pii(frame: pd.DataFrame, rules: Mapping[str, str], key: str | None) -> pd.DataFrame:
+def key_missing(rules: Mapping[str, str], key: str | None, key_env: str) -> PiiKeyMissing | None:
+    """The error to raise before reading anything when a `hash` rule has no key."""
+    hashed = sorted(c for c, a in rules.items() if a == "hash")
+    if hashed and not key:
+        return PiiKeyMissing(
+            f"column(s) {hashed} are configured for pii 'hash' but the HMAC key is empty: set the "
+            f"environment variable {key_env} (named by pii_key_env)")
+    return None
+
+
+def apply_pii(frame: pd.DataFrame, rules: Mapping[str, str], key: str | None,
+              key_env: str = "ML_ASSETS_PII_KEY") -> pd.DataFrame:
     """Return a copy of `frame` with each PII column hashed, dropped or masked."""
     if not rules:
         return frame
@@ -45,10 +56,7 @@ def apply_pii(frame: pd.DataFrame, rules: Mapping[str, str], key: str | None) ->
         text = values[present].astype(str)
         if action == "hash":
             if not key:
-                raise PiiKeyMissing(
-                    f"column {column!r} is configured for pii 'hash' but the HMAC key is empty; "
-                    "set the environment variable named by pii_key_env"
-                )
+                raise key_missing({column: action}, key, key_env)
             secret = key.encode()
             treated = text.map(lambda v, s=secret: _hmac(v, s))
         elif action == "mask":

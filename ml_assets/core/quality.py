@@ -12,12 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_assets.config import PipelineConfig
-from ml_assets.core.contract import PANDAS_DTYPES, expected_columns, outside_allowed
+from ml_assets.core.contract import (
+    PANDAS_DTYPES,
+    contract_plan,
+    expected_columns,
+    outside_allowed,
+)
 from ml_assets.core.features import LABEL, leaked_columns
 from ml_assets.core.frames import SOURCE_FILE
+from ml_assets.core.keys import KeyHistory
 
 Frames = dict[str, pd.DataFrame]
 
@@ -64,24 +71,61 @@ def _run(acc: Accumulator, frames: Frames):
 
 # ---------------------------------------------------------------- raw
 def columns_present_check(config: PipelineConfig) -> Accumulator:
+    """`update(key, frame, problems=())`: the day's combined frame, and the per-file problems
+    of kind `columns` found when its files were read one by one (a missing required column, an
+    unparseable header, extra columns under `extra_columns: fail`), each naming its file."""
     required = expected_columns(config)
 
-    def measure(key, frame):
+    def measure(key, frame, problems=()):
         missing = [c for c in required if c not in frame.columns]
         files = sorted(frame[SOURCE_FILE].unique().tolist()) if missing and SOURCE_FILE in frame else []
-        return missing, files
+        lines, extra = [], []
+        for p in problems:
+            if p.kind == "columns":
+                target = extra if getattr(p, "extra", False) else missing
+                target.extend(c for c in p.columns if c not in target)
+                files.append(p.uri)
+                lines.append(f"partition {key}: {p.message}")
+        return missing, sorted(set(files)), lines, extra
 
     def reduce(m):
-        problems = {k: v[0] for k, v in m.items() if v[0]}
-        files = sorted({f for k in problems for f in m[k][1]})
-        missing_all = sorted({c for cols in problems.values() for c in cols})
-        return Outcome(
-            "required_columns", not problems, missing_all or "none", "no missing columns",
-            {"failing_partitions": _short(sorted(problems)), "files": _short(files)}
-            if problems else {},
-        )
+        failing = sorted(k for k, v in m.items() if v[0] or v[3])
+        files = sorted({f for k in failing for f in m[k][1]})
+        missing_all = sorted({c for k in failing for c in m[k][0]})
+        extra_all = sorted({c for k in failing for c in m[k][3]})
+        lines = [line for k in sorted(m) for line in m[k][2]]
+        details: dict[str, Any] = {}
+        if failing:
+            details = {"failing_partitions": _short(failing), "files": _short(files)}
+            if extra_all:
+                details["columns_outside_contract"] = ", ".join(extra_all)
+            if lines:
+                details["problems"] = "\n".join(lines[:10]) + (
+                    f"\n(+{len(lines) - 10} more)" if len(lines) > 10 else "")
+        return Outcome("required_columns", not failing, missing_all or "none",
+                       "no missing columns", details)
 
     return Accumulator(measure, reduce)
+
+
+def readable_files(problems: list[Any]) -> Outcome:
+    """Files quarantined as files: unreadable ones (path, size, SHA-256, reason), files with no
+    row inside the partitions, and files whose days cannot be known (no timestamp column, no
+    date in the name). Passes when there is none; a warning, never blocking."""
+    seen: dict[str, Any] = {}
+    for p in problems:  # a columns problem with no known day blocks nothing: reported here
+        if p.kind in ("unreadable", "no_rows") or (p.kind == "columns" and not p.days):
+            seen.setdefault(p.uri, p)
+    blocked = sorted({d for p in seen.values() for d in p.days})
+    unreadable = [p for p in seen.values() if p.kind == "unreadable"]
+    details: dict[str, Any] = {}
+    if seen:
+        details["files"] = "\n".join(p.line() for p in list(seen.values())[:20]) + (
+            f"\n(+{len(seen) - 20} more)" if len(seen) > 20 else "")
+        details["unreadable_files"] = len(unreadable)
+        details["files_without_rows_in_partitions"] = sum(p.kind == "no_rows" for p in seen.values())
+        details["blocked_partitions"] = _short(blocked) if blocked else "none"
+    return Outcome("readable_files", not seen, len(seen), "0 files quarantined as files", details)
 
 
 def columns_present(frames: Frames, config: PipelineConfig) -> Outcome:
@@ -162,9 +206,13 @@ def null_rates(frames: Frames, columns: list[str], max_rate: float, name: str = 
 
 
 def value_range_check(config: PipelineConfig) -> Accumulator:
+    plan = contract_plan(config)  # bounds and allowed sets derived once, not per day
+    bounded = [(c, s) for c, s in config.columns.items()
+               if s.min is not None or s.max is not None or s.allowed is not None]
+
     def measure(key, frame):
         found = []
-        for column, spec in config.columns.items():
+        for column, spec in bounded:
             if column not in frame.columns:
                 continue
             values = frame[column]
@@ -173,7 +221,14 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
                 n += int((values < spec.min).fillna(False).sum())
             if spec.max is not None:
                 n += int((values > spec.max).fillna(False).sum())
-            n += int(outside_allowed(values, spec).sum())
+            if column in plan.allowed_numbers:
+                numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+                n += int((~np.isnan(numbers) & ~np.isin(numbers, plan.allowed_numbers[column])).sum())
+            elif column in plan.allowed_text:
+                inside = values.astype("string").isin(plan.allowed_text[column]).fillna(False)
+                n += int((values.notna() & ~inside.astype(bool)).sum())
+            elif spec.allowed is not None:  # a column the contract does not parse (PII-dropped)
+                n += int(outside_allowed(values, spec).sum())
             if n:
                 found.append((f"{key}:{column}", n))
         return found
@@ -208,6 +263,25 @@ def key_unique_check(primary_key: list[str]) -> Accumulator:
 
 def key_unique(frames: Frames, primary_key: list[str]) -> Outcome:
     return _run(key_unique_check(primary_key), frames)
+
+
+def key_history_outcome(history: KeyHistory | None) -> Outcome:
+    """Stored partitions later than a partition of this run that repeat a key the run kept
+    (the run's partition is the first holder): re-materializing them quarantines the repeats."""
+    if history is None or not history.primary_key:
+        return Outcome("primary_key_history", True, 0, "no primary_key configured")
+    later = history.later_partitions()
+    count = sum(n for qs in history.later.values() for n in qs.values())
+    details: dict[str, Any] = {"partitions_compared": history.partitions_read}
+    if later:  # the later partitions hold the repeats: they are the ones to re-materialize
+        details["failing_partitions"] = _short(later)
+        details["rematerialize_partitions"] = _short(later)
+        details["first_held_in"] = _short(sorted(history.later))
+    if history.stale:
+        details["index_written_under_another_key_spec"] = _short(sorted(history.stale))
+    return Outcome("primary_key_history", not later, count,
+                   "0 keys of this run repeated by a later stored partition "
+                   "(re-materialize the partitions named)", details)
 
 
 def quarantine_rate_check(max_rate: float) -> Accumulator:

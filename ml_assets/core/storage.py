@@ -2,7 +2,9 @@
 
 Writes are atomic: a local write goes to a temporary file in the same folder and is renamed into
 place; an S3 PUT is atomic by itself (the object appears whole or not at all). A crash mid-write
-leaves no partial file under the final name.
+leaves no partial file under the final name. Local files get the mode the process umask gives a
+new file (0666 & ~umask, e.g. 0644), like any other file the process creates: the temporary file
+is created with `os.open(..., 0o666)`, not `mkstemp` (which always makes 0600).
 
 Compare-and-swap (`put_if`) is what lets two writers share one small document (an alias file, an
 audit log) without losing an update: the write succeeds only if the object is still the version
@@ -19,8 +21,9 @@ import contextlib
 import fcntl
 import fnmatch
 import hashlib
+import io
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,7 +67,9 @@ class LocalStore:
     def put(self, key: str, data: bytes) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+        # O_EXCL: never someone else's file; mode 0o666: the kernel applies the process umask
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -269,3 +274,65 @@ def glob_uri(pattern: str, s3_client: Any = None) -> list[str]:
     import glob
 
     return sorted(glob.glob(pattern))
+
+
+def open_uri(uri: str, s3_client: Any = None, size: int | None = None) -> Any:
+    """A seekable binary file over a local path (a pyarrow `OSFile`) or an s3:// object (an
+    `S3RangeFile`). On S3 each read is a ranged GET, so a reader that needs a few parts of a large
+    object (a Parquet footer and some row groups) transfers only those."""
+    if uri.startswith("s3://"):
+        if s3_client is None:
+            raise ValueError(f"{uri}: an S3 client is needed to read this URI")
+        return S3RangeFile(uri, s3_client, size)
+    import pyarrow as pa
+
+    try:
+        return pa.OSFile(uri, "r")  # native reads: no Python call per read
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not os.path.exists(uri):
+            raise FileNotFoundError(f"{uri}: no such file") from exc
+        raise
+
+
+class S3RangeFile(io.RawIOBase):
+    """A read-only, seekable view of one S3 object through ranged GETs."""
+
+    def __init__(self, uri: str, client: Any, size: int | None = None):
+        super().__init__()
+        self.uri, self.client = uri, client
+        self.bucket, self.key = split_s3_uri(uri)
+        if size is None:
+            try:
+                size = int(client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"])
+            except Exception as exc:  # botocore ClientError 404
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                if code in ("404", "NoSuchKey", "NotFound"):
+                    raise FileNotFoundError(f"{uri}: no such object") from None
+                raise
+        self.size, self.pos = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self.size - self.pos)
+        if want <= 0:
+            return 0
+        rng = f"bytes={self.pos}-{self.pos + want - 1}"
+        data = self.client.get_object(Bucket=self.bucket, Key=self.key, Range=rng)["Body"].read()
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)

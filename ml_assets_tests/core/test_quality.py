@@ -230,3 +230,14 @@ def test_value_ranges_allowed_numbers_match_float_values():
                          "y": {"dtype": "int64"}})
     outcome = q.value_ranges({"2024-01-01": processed(x1=[1.0, 2.0, 1.0])}, cfg)
     assert (outcome.passed, outcome.observed) == (True, 0)
+
+
+def test_value_ranges_counts_allowed_values_of_nullable_int_and_text_columns():
+    cfg = config(schema={"id": {"dtype": "int64", "allowed": [1, 3]}, "x1": {"dtype": "float64"},
+                         "x2": {"dtype": "float64"}, "c": {"dtype": "string", "allowed": ["a"]},
+                         "y": {"dtype": "int64"}})
+    day = processed(id=pd.array([1, None, 2], dtype="Int64"),
+                    c=pd.array(["a", None, "z"], dtype="string"))
+    outcome = q.value_ranges({"2024-01-01": day}, cfg)
+    assert (outcome.passed, outcome.observed) == (False, 2)  # id 2 and c 'z'; nulls are not counted
+    assert outcome.details["where"] == "2024-01-01:id, 2024-01-01:c"

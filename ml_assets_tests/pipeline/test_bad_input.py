@@ -59,12 +59,16 @@ def test_missing_required_column(rentals, storage, instance):
     assert "distance_km" in check.metadata["observed"].value
     assert f"{DAY}.csv" in check.metadata["files"].value
     assert materializations(result, "processed") == {}  # blocked in the same run
-    assert len(materializations(result, "raw")) == 1  # what arrived is kept as received
-    # a later run of processed alone fails with file, column, expected and found
-    later = materialize(cfg, storage, instance, DAY, layers=["processed", "quarantine"])
-    message = step_errors(later)
+    # nothing of the partition is written: no raw materialization, no Parquet file
+    assert materializations(result, "raw") == {}
+    assert not list(Path(storage.tables_root).rglob("*.parquet"))
+    message = step_errors(result)
+    assert f"partition {DAY}" in message and f"{DAY}.csv" in message
     assert "missing required column(s) ['distance_km']" in message
-    assert f"{DAY}.csv" in message and "expected [" in message and "found [" in message
+    assert "expected [" in message and "found [" in message
+    # a later run of processed alone fails: there is no raw partition to read
+    later = materialize(cfg, storage, instance, DAY, layers=["processed", "quarantine"])
+    assert not later.success and "has no materialization for partition" in step_errors(later)
     assert _digest(src) == before
 
 
@@ -167,7 +171,15 @@ def test_unparseable_timestamp_in_multi_day_file_names_file_and_row(tmp_path, st
     frame.loc[4, "started_at"] = "yesterday"
     frame.to_csv(path, index=False)
     cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "*.csv"))))
-    result = materialize(cfg, storage, instance, "2024-03-01", layers=["raw"])
-    message = step_errors(result)
-    assert not result.success
-    assert "rentals.csv row 5: column 'started_at' expected a timestamp, found 'yesterday'" in message
+    result = materialize(cfg, storage, instance, "2024-03-01", "2024-03-02",
+                         layers=["raw", "processed", "quarantine"])
+    assert result.success, step_errors(result)
+    # the row is not dropped: filed under the file's first day and quarantined, naming file and row
+    q = pd.read_parquet(materializations(result, "quarantine")["2024-03-01"]
+                        .metadata["dagster/uri"].value)
+    [reason] = q.loc[q["_source_row"] == 5, "reason"].tolist()
+    assert q.loc[q["_source_row"] == 5, "_source_file"].str.endswith("rentals.csv").all()
+    assert "column 'started_at': expected a timestamp, found 'yesterday'" in reason
+    assert "filed under 2024-03-01" in reason
+    raw_rows = sum(_rows(m) for m in materializations(result, "raw").values())
+    assert raw_rows == 40  # every row of the file, the bad one included

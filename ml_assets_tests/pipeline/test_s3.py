@@ -69,7 +69,8 @@ def test_pipeline_on_s3_storage_and_s3_source(tmp_path, s3_endpoint, instance, m
     assert not any(".tmp" in k for k in all_keys)
 
 
-def test_missing_s3_source_file_is_a_clear_error(tmp_path, s3_endpoint, instance):
+def test_missing_s3_source_file_is_a_clear_error(tmp_path, s3_endpoint, instance, monkeypatch):
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")  # a missing key is reported before any read
     storage = storage_for(settings_from_env({"S3_BUCKET": BUCKET, "AWS_ENDPOINT_URL": s3_endpoint}))
     uri = f"s3://{BUCKET}/landing/none/{{date}}.csv"
     cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(uri, pii={})))

@@ -14,13 +14,17 @@ from ml_assets_tests.helpers import rentals_dict, write_config, write_rentals
 
 
 def test_added_source_column_is_reported(tmp_path, storage, instance, monkeypatch):
+    """With `extra_columns: keep` a new source column reaches raw and Dagster's schema-change
+    check reports it; with the default (`drop`) it never reaches storage and raw's metadata
+    names it."""
     monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
     src = tmp_path / "src"
     [first, second] = write_rentals(src, dt.date(2024, 3, 1), days=2, rows=20)
     frame = pd.read_csv(second, dtype=str)
     frame["bike_model"] = "e-bike"
     frame.to_csv(second, index=False)
-    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "{date}.csv"))))
+    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "{date}.csv"),
+                                                                      extra_columns="keep")))
     built = build_pipeline(cfg)
     raw_key = built.names.raw
     schema_check = next(c for c in built.checks if raw_key in {k.asset_key for k in c.check_keys})
@@ -36,3 +40,22 @@ def test_added_source_column_is_reported(tmp_path, storage, instance, monkeypatc
                     if e.asset_key == raw_key and "schema_change" in e.check_name]
     assert not evaluation.passed
     assert "bike_model" in str(evaluation.metadata) or "bike_model" in str(evaluation.description)
+
+
+def test_added_source_column_is_dropped_and_named_by_default(tmp_path, storage, instance,
+                                                             monkeypatch):
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
+    src = tmp_path / "src"
+    [_, second] = write_rentals(src, dt.date(2024, 3, 1), days=2, rows=20)
+    frame = pd.read_csv(second, dtype=str)
+    frame["bike_model"] = "e-bike"
+    frame.to_csv(second, index=False)
+    cfg = load_config(write_config(tmp_path / "r.yaml", rentals_dict(str(src / "{date}.csv"))))
+    built = build_pipeline(cfg)
+    resources = {"storage": storage, "table_io_manager": TableIOManager(storage=storage)}
+    result = dg.materialize([built.asset("raw")], instance=instance, resources=resources,
+                            partition_key="2024-03-02", raise_on_error=False)
+    assert result.success
+    [mat] = [e.materialization for e in result.get_asset_materialization_events()]
+    assert mat.metadata["extra_columns"].value == "bike_model"
+    assert "bike_model" not in pd.read_parquet(mat.metadata["dagster/uri"].value).columns
