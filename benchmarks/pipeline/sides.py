@@ -4,9 +4,9 @@ child's wall time, CPU time and peak RSS (`ru_maxrss`) with `os.wait4`.
 - platform (its wall time excludes the measuring it does after the run): the pipeline's job
   through Dagster, as `ml-assets run` runs it (`build_definitions`,
   the `<name>_pipeline` job, one single-run backfill with `execute_in_process`, the event
-  settings of `ml_assets.environment`), selecting the layers the other sides also build: raw,
-  processed, quarantine, features, model, production_model, predictions (not the monitoring
-  assets drift and model_performance, which the scripts do not compute). A fresh instance:
+  settings of `ml_assets.environment`), selecting every asset of the job but the monitoring ones
+  (drift and model_performance, which the scripts do not compute): raw, processed, quarantine,
+  features, model, production_model, predictions and what they need (lookup tables). A fresh instance:
   SQLite in a temp DAGSTER_HOME, or (`--instance postgres`) a fresh database on the local
   PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth), dropped afterwards. Its timings come
   from the run's event log: step start/success timestamps, events per type, asset and step.
@@ -208,6 +208,14 @@ def overhead_probe(spec: dict, instance, cfg, sample: int = 30) -> dict:
     }
 
 
+def selection(defs, names) -> list:
+    """The pipeline job's assets less the monitoring ones (drift, model_performance), which the
+    scripts do not compute: the layers of LAYERS and whatever they need (e.g. lookup tables)."""
+    skip = {names.drift, names.model_performance, names.served_predictions}
+    return [key for assets_def in defs.assets or [] for key in getattr(assets_def, "keys", [])
+            if key.path[0] == names.pipeline and key not in skip]
+
+
 def platform(spec: dict, workdir: Path) -> dict:
     db = _instance_home(spec, workdir)
     os.environ["DATA_PATH"] = str(workdir / "data" / "tables")
@@ -244,7 +252,7 @@ def platform(spec: dict, workdir: Path) -> dict:
             job = defs.resolve_job_def(names.pipeline_job)
             result = job.execute_in_process(
                 instance=instance,
-                asset_selection=[names.key(layer) for layer in LAYERS],
+                asset_selection=selection(defs, names),
                 tags={**range_tags(spec["start"], (end - dt.timedelta(days=1)).isoformat()),
                       TAG_LAUNCHED_BY: "benchmarks/run.py"},
                 run_config={"ops": {names.model_op: {"config": {"as_of": spec["as_of"]}}},
