@@ -83,9 +83,8 @@ def main() -> int:
     from ml_assets.core.registry import ModelStore
     from ml_assets.core.storage import LocalStore
     from ml_assets.defs.names import TAG_TRIGGER, PipelineNames
-    from ml_assets.runner import run_pipeline
-
     from ml_assets.environment import apply_dagster_event_settings
+    from ml_assets.runner import run_pipeline
 
     apply_dagster_event_settings()  # for this process and the daemon it starts below
     [cfg] = [c for c in load_configs() if c.name == "flights"]

@@ -53,10 +53,15 @@ def where_time_goes(platform: dict, plain: dict) -> dict:
     """The platform's extra time, split: events x cost per event, hashing, re-reads."""
     ev = platform["events"]
     extra = platform["work_s"] - plain["work_s"]
-    # cost per event from the run's own event log (median gap between consecutive
-    # materializations of a step); the probe after the run is a cross-check
-    per_event = ev.get("materialization_gaps", {}).get("median_ms") or platform["event_write_ms"]
-    events_s = ev["total"] * per_event / 1000
+    # Events from the run's own event log: the gaps between a step's consecutive
+    # materializations (their writes, batched or not), and the other events at the mean gap.
+    gaps = ev.get("materialization_gaps") or {}
+    if gaps.get("count"):
+        events_s = gaps["sum_s"] + (ev["total"] - gaps["count"]) * gaps["mean_ms"] / 1000
+        per_event = round(events_s / ev["total"] * 1000, 2)
+    else:
+        per_event = platform["event_write_ms"]
+        events_s = ev["total"] * per_event / 1000
     probe = platform["overhead_probe"]
     rest = extra - events_s - probe["hashing_s"] - probe["read_back_s"]
     return {"platform_minus_plain_work_s": round(extra, 2),
