@@ -57,7 +57,7 @@ TOKEN = "benchmark-admin-token-0123456789"
 
 _spec = importlib.util.spec_from_file_location("bench_common", HERE.parent / "run.py")
 common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(common)  # cpu_busy_s, wait_idle, machine
+_spec.loader.exec_module(common)  # machine; sides: cpu_busy_s, wait_idle
 
 
 # ----------------------------------------------------------------------------- setup
@@ -477,7 +477,7 @@ def pd_testing():
 # ----------------------------------------------------------------------------- the run
 def measured(fn, servers: list[Server]):
     """Run fn; return its result with the CPU the servers, this process and others used."""
-    busy0, self0 = common.cpu_busy_s(), _self_cpu()
+    busy0, self0 = common.sides.cpu_busy_s(), _self_cpu()
     servers0 = [s.cpu_s() for s in servers]
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -485,7 +485,7 @@ def measured(fn, servers: list[Server]):
     wall = time.perf_counter() - t0
     server_cpu = sum(s.cpu_s() - c for s, c in zip(servers, servers0, strict=True))
     own = _self_cpu() - self0
-    busy = common.cpu_busy_s() - busy0 if busy0 is not None else None
+    busy = common.sides.cpu_busy_s() - busy0 if busy0 is not None else None
     result["cpu"] = {"server_s": round(server_cpu, 2), "load_generator_s": round(own, 2),
                      "other_processes_s": round(busy - server_cpu - own, 2) if busy else None,
                      "wall_s": round(wall, 2), "loadavg_1m_before_after":
@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def idle():
         if wait > 0:
-            waited = common.wait_idle(wait)
+            waited = common.sides.wait_idle(wait)
             print(f"  (waited {waited} s for an idle machine)", flush=True)
 
     idle()
