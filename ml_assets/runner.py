@@ -31,6 +31,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     import dagster as dg
 
     from ml_assets.definitions import build_definitions, storage_for
+    from ml_assets.defs.policies import training_pool
     from ml_assets.environment import apply_dagster_event_settings, settings_from_env
 
     apply_dagster_event_settings()  # before the run is planned: one planned event per asset
@@ -43,6 +44,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     # runs of earlier `ml-assets run` processes on this host that died (kill -9, OOM) are marked
     # failed, so they do not look as if they were still writing (see ml_assets.stale_runs)
     stale = stale_runs.fail_dead_runs(instance, TAG_LAUNCHED_BY, "ml-assets run")
+    stale_runs.ensure_pool(instance, training_pool(cfg))
     last = (end - dt.timedelta(days=1)).isoformat()
     result = job.execute_in_process(
         instance=instance,

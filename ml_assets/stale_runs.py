@@ -93,3 +93,33 @@ def fail_dead_runs(instance, launched_by_tag: str, launched_by: str) -> list[str
                      "Run the same range again to retry it."))
         failed.append(run_id)
     return failed
+
+
+def ensure_pool(instance, pool: str, attempts: int = 4) -> None:
+    """Create the concurrency pool's limit row before a run needs it.
+
+    Dagster creates a pool's limit (and its slot rows) lazily, when the first step claims a slot;
+    two runs that start at once on a fresh PostgreSQL instance can both create it, and one of them
+    fails with a unique violation (seen with two `ml-assets run` processes started together). So
+    `ml-assets run` creates it first, one process at a time on this host (an advisory file lock in
+    $DAGSTER_HOME), retrying if another host won the same race."""
+    import fcntl
+    import tempfile
+    import time
+
+    storage = instance.event_log_storage
+    if not getattr(storage, "supports_global_concurrency_limits", False):
+        return
+    root = instance.root_directory if getattr(instance, "root_directory", None) else None
+    lock_path = Path(root or tempfile.gettempdir()) / ".ml_assets_pool.lock"
+    for attempt in range(attempts):
+        try:
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if pool not in set(storage.get_concurrency_keys()):
+                    storage.initialize_concurrency_limit_to_default(pool)
+            return
+        except Exception:  # the database's unique constraint: another process created it first
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))

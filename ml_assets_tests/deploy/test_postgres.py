@@ -62,7 +62,7 @@ def test_two_runs_at_once_corrupt_nothing_and_train_one_at_a_time(pg_home, tmp_p
     try:
         for p in procs:
             out, err = p.communicate(timeout=300)
-            assert p.returncode == 0, err[-3000:]
+            assert p.returncode == 0, (err[-2000:], out[-3000:])
             outs.append(json.loads(out))
     finally:
         for p in procs:
