@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import shutil
 import urllib.request
 
 import boto3
 import dagster as dg
 import pytest
 
-from ml_assets_tests.helpers import local_storage
+from ml_assets_tests.helpers import REPO, local_storage
 
 
 @pytest.fixture
@@ -21,6 +22,22 @@ def instance(tmp_path):
 @pytest.fixture
 def storage(tmp_path):
     return local_storage(tmp_path)
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    """The environment `ml-assets` commands read, in this process (and for subprocesses started
+    with os.environ): a DAGSTER_HOME seeded with the repo's dagster.yaml, local DATA_PATH and
+    MODEL_PATH under tmp_path, no S3 bucket, no ENV. Returns tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("DATA_PATH", str(tmp_path / "data"))
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "models"))
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    monkeypatch.delenv("ENV", raising=False)
+    return tmp_path
 
 
 BUCKET = "ml-assets-test"

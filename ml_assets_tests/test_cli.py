@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from ml_assets import cli
 from ml_assets.runner import _ranges, render, step_failure
-from ml_assets_tests.helpers import REPO, flights_dict, rentals_dict, write_config, write_rentals
+from ml_assets_tests.helpers import flights_dict, rentals_dict, write_config, write_rentals
 
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12"]
 QUIET = ("BetaWarning", "PreviewWarning", "SupersessionWarning", "Traceback", "Stack Trace")
@@ -23,16 +22,8 @@ EXE = Path(sys.executable).parent / "ml-assets"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DATA_PATH", str(tmp_path / "data"))
-    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "models"))
-    monkeypatch.delenv("S3_BUCKET", raising=False)
-    monkeypatch.delenv("ENV", raising=False)
-    return tmp_path
+def env(cli_env):
+    return cli_env
 
 
 def test_run_entry_point_json_end_to_end(env):

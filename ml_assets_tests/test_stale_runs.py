@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import dagster as dg
 import pytest
 
 from ml_assets import stale_runs
-from ml_assets_tests.helpers import REPO, flights_dict, write_config
+from ml_assets_tests.helpers import flights_dict, write_config
 
 EXE = Path(sys.executable).parent / "ml-assets"
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12"]
@@ -58,16 +57,10 @@ def test_process_tags_name_this_process():
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_a_killed_cli_run_is_marked_failed_by_the_next_run_and_the_range_reruns(tmp_path,
-                                                                              monkeypatch):
+def test_a_killed_cli_run_is_marked_failed_by_the_next_run_and_the_range_reruns(cli_env,
+                                                                              tmp_path):
     home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance config reads it
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "DATA_PATH": str(tmp_path / "data"),
-           "MODEL_PATH": str(tmp_path / "models")}
-    for var in ("S3_BUCKET", "ENV"):
-        env.pop(var, None)
+    env = dict(os.environ)
     config = write_config(tmp_path / "flights.yaml", flights_dict())
     cmd = [str(EXE), "run", "--config", str(config), *ARGS, "--json"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 
 import dagster as dg
 import pandas as pd
@@ -21,7 +20,7 @@ from ml_assets.environment import (
 )
 from ml_assets.failed_partitions import TAG_FAILED_PARTITIONS, compress
 from ml_assets.runner import render, run_pipeline
-from ml_assets_tests.helpers import REPO, flights_config, flights_dict, write_config
+from ml_assets_tests.helpers import flights_config, flights_dict, write_config
 
 START, END, AS_OF = dt.date(2013, 1, 1), dt.date(2013, 1, 15), dt.date(2013, 1, 12)
 BREAK_VARIABLE = "ML_ASSETS_TEST_BREAK_DAY"
@@ -95,16 +94,9 @@ def test_failed_range_is_named_tagged_and_a_retry_materializes_it(
     assert fixed["partitions"]["predictions"] == 14
 
 
-def test_cli_json_names_failed_partitions_of_a_blocking_gate(event_env, tmp_path, monkeypatch,
+def test_cli_json_names_failed_partitions_of_a_blocking_gate(event_env, cli_env, tmp_path,
                                                              capsys):
     """A failed blocking gate: no predictions; `--json` and the run's tag name the days."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DATA_PATH", str(tmp_path / "data"))
-    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "models"))
-    monkeypatch.delenv("S3_BUCKET", raising=False)
     config = write_config(tmp_path / "flights.yaml", flights_dict(gates={"roc_auc": {"min": 0.99}}))
     code = cli.main(["run", "--config", str(config), "--start", "2013-01-01", "--end",
                      "2013-01-15", "--as-of", "2013-01-12", "--json"])
