@@ -12,8 +12,10 @@ child's wall time, CPU time and peak RSS (`ru_maxrss`) with `os.wait4`.
   from the run's event log: step start/success timestamps, events per type, asset and step.
   After the run, not timed with it: the cost of one event write on this instance, and of hashing
   and re-reading a sample of the partitions written (to split the overhead).
-- plain: the same layers with `ml_assets.core` functions (contract.clean, features.build_features,
-  training.train, gates, scoring.score), no Dagster, writing the same Parquet files.
+- plain: the same layers with `ml_assets.core` functions (contract.clean_days,
+  features.build_features_days and scoring.score through batches.in_batches: several days per
+  call, as the pipeline's steps do; training.train, gates), no Dagster, writing the same Parquet
+  files.
 - bare: benchmarks/pipeline/bare.py, pandas + LightGBM without ml_assets.
 """
 
@@ -174,7 +176,7 @@ def overhead_probe(spec: dict, instance, cfg, sample: int = 30) -> dict:
     the partitions the run wrote and scaled to the run: content hashing of what a step
     produces, and reading a step's inputs back from Parquet."""
     from ml_assets.core.storage import read_uri
-    from ml_assets.core.tables import content_hash, from_parquet_bytes
+    from ml_assets.core.tables import bytes_hash, from_parquet_bytes, to_parquet_bytes
     from ml_assets.defs.lineage import latest_versions
     from ml_assets.defs.names import PipelineNames
 
@@ -191,8 +193,9 @@ def overhead_probe(spec: dict, instance, cfg, sample: int = 30) -> dict:
             t = time.perf_counter()
             frame = from_parquet_bytes(read_uri(ref.uri))
             t_read += time.perf_counter() - t
+            data = to_parquet_bytes(frame)  # encoding: every side writes Parquet
             t = time.perf_counter()
-            content_hash(frame)
+            bytes_hash(data)  # the content hash is of the bytes written
             t_hash += time.perf_counter() - t
         scale = len(days) / len(refs)
         out[layer] = {"hash_s": round(t_hash * scale, 3), "read_back_s": round(t_read * scale, 3)}
@@ -304,8 +307,9 @@ def plain(spec: dict, workdir: Path) -> dict:
     import pandas as pd
 
     from ml_assets.config import FilesSource, load_config
-    from ml_assets.core.contract import clean
-    from ml_assets.core.features import build_features, key_columns
+    from ml_assets.core.batches import in_batches
+    from ml_assets.core.contract import clean_days
+    from ml_assets.core.features import build_features_days, key_columns
     from ml_assets.core.gates import evaluate_gates
     from ml_assets.core.scoring import LoadedModel, score
     from ml_assets.core.sources import nycflights13_table
@@ -355,22 +359,33 @@ def plain(spec: dict, workdir: Path) -> dict:
     features: dict[str, pd.DataFrame] = {}
     t = time.perf_counter()
     reader = source()
-    for day in days:
-        raw = next(reader)
-        t = mark("read_source", t)
-        write(raw, "raw", day)
-        t = mark("write", t)
-        c = clean(raw, cfg, day)
-        t = mark("clean", t)
-        write(c.processed, "processed", day)
-        write(c.quarantine, "quarantine", day)
-        t = mark("write", t)
-        f = build_features(c.processed, cfg)
+
+    def raw_days():
+        nonlocal t
+        for day in days:
+            raw = next(reader)
+            t = mark("read_source", t)
+            write(raw, "raw", day)
+            t = mark("write", t)
+            rows["raw"] += len(raw)
+            yield day, raw
+
+    def processed_days():  # clean and features take the days in batches, as the steps do
+        nonlocal t
+        for day, c in clean_days(raw_days(), cfg):
+            t = mark("clean", t)
+            write(c.processed, "processed", day)
+            write(c.quarantine, "quarantine", day)
+            t = mark("write", t)
+            rows.update({"processed": len(c.processed), "quarantine": len(c.quarantine)})
+            yield day, c.processed
+
+    # several days per call when the transforms are row-wise, as the features step does
+    for day, f in build_features_days(processed_days(), cfg):
         t = mark("features", t)
         write(f, "features", day)
         t = mark("write", t)
-        rows.update({"raw": len(raw), "processed": len(c.processed),
-                     "quarantine": len(c.quarantine), "features": len(f)})
+        rows["features"] += len(f)
         features[day] = f
     rss_layers = rss_mb()
     as_of = _d(spec["as_of"])
@@ -391,8 +406,9 @@ def plain(spec: dict, workdir: Path) -> dict:
                             categorical=trained.categorical, version="v1",
                             booster=lgb.Booster(model_str=trained.model_text))
         keys = key_columns(cfg)
-        for day in days:
-            p = score(model, features[day], keys)
+        # scoring is row-wise: many days per call, as the predictions step does
+        for day, p in in_batches(((d, features[d]) for d in days),
+                                 lambda frame: score(model, frame, keys)):
             t = mark("score", t)
             write(p, "predictions", day)
             t = mark("write", t)

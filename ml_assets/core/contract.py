@@ -13,6 +13,7 @@ derives from the config (column lists, bounds, allowed sets) is computed once pe
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import pandas as pd
 
 from ml_assets.config import ColumnSpec, PipelineConfig
 from ml_assets.core import frames as _ingest
+from ml_assets.core.batches import BATCH_ROWS, batches, stack
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS, SOURCE_FILE, SOURCE_ROW, to_naive_utc
 from ml_assets.core.keys import KeyHistory, key_hashes
@@ -274,12 +276,55 @@ def clean(
     """
     plan = contract_plan(config)
     _require_columns(raw, plan, partition)
+    reasons, parsed = _parse_rows(raw, plan)
+    return _finish(raw, parsed, reasons, plan, partition, history)
+
+
+def clean_days(days: Iterable[tuple[str, pd.DataFrame]], config: PipelineConfig,
+               history: KeyHistory | None = None, max_rows: int = BATCH_ROWS
+               ) -> Iterator[tuple[str, Cleaned]]:
+    """(day, clean(raw, config, day, history)) for each day, in the order given (ascending, as
+    the history requires); each day's kept keys are added to `history` before the next day.
+
+    The parsing, which is row-wise, runs once over a batch of days (`core.batches`: days with
+    the same columns and dtypes, at most `max_rows` rows); the primary keys and the quarantine
+    frame are then done day by day, exactly as `clean` does them, so the result is the same."""
+    plan = contract_plan(config)
+    for group in batches(days, max_rows):
+        if len(group) > 1:
+            _require_columns(group[0][1], plan, group[0][0])  # same columns for the whole group
+            stacked = stack(group)
+            reasons, parsed = _parse_rows(stacked, plan)
+        start = 0
+        for day, raw in group:
+            if len(group) == 1:
+                cleaned = clean(raw, config, day, history)
+            else:
+                end = start + len(raw)
+                day_reasons = _Reasons(0)
+                day_reasons.text = reasons.text[start:end].copy()
+                day_parsed = parsed.iloc[start:end].reset_index(drop=True)
+                cleaned = _finish(raw, day_parsed, day_reasons, plan, day, history)
+                start = end
+            if history is not None:
+                history.add(day, cleaned.processed, cleaned.key_hashes)
+            yield day, cleaned
+
+
+def _parse_rows(raw: pd.DataFrame, plan: ContractPlan) -> tuple[_Reasons, pd.DataFrame]:
+    """The row-wise part of `clean`: rows the ingest could not place, every column parsed."""
     reasons = _Reasons(len(raw))
     if _ingest.INGEST_REASON in raw.columns:  # rows the ingest could not place in their day
         placed = raw[_ingest.INGEST_REASON]
         reasons.flag(placed.notna().to_numpy(dtype=bool),
                      lambda idx: placed.iloc[idx].astype(str).to_numpy(dtype=object))
-    parsed = _parse_columns(raw, plan, reasons)
+    return reasons, _parse_columns(raw, plan, reasons)
+
+
+def _finish(raw: pd.DataFrame, parsed: pd.DataFrame, reasons: _Reasons, plan: ContractPlan,
+            partition: str, history: KeyHistory | None) -> Cleaned:
+    """The per-day part of `clean`: primary keys (against the history, then within the day),
+    then the split into processed and quarantined rows."""
     hashes = _check_keys(parsed, plan, partition, history, reasons) if plan.primary_key else None
     bad_rows = reasons.bad()
     rows = raw.iloc[np.flatnonzero(bad_rows)]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Iterator
 
 import pandas as pd
 
 from ml_assets.config import PipelineConfig, resolve_callable
+from ml_assets.core.batches import in_batches
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS
 
@@ -52,6 +54,20 @@ def label(processed: pd.DataFrame, config: PipelineConfig) -> pd.Series:
     return (target.astype("string") == str(config.target.positive_value)).fillna(False).astype(
         "int64"
     )
+
+
+def rowwise(fn):
+    """Mark a transform as row-wise: each output row depends only on its own input row (and on
+    lookup tables), never on the other rows of the frame (no per-day aggregates, ranks, shifts or
+    de-duplication). The features step then builds several days in one call (`build_features_days`);
+    a transform without the mark always gets one day at a time."""
+    fn.__rowwise__ = True
+    return fn
+
+
+def is_rowwise(config: PipelineConfig) -> bool:
+    """Whether every configured transform is marked row-wise (no transforms: row-wise)."""
+    return all(getattr(fn, "__rowwise__", False) for _, fn in _transforms(config))
 
 
 def _transforms(config: PipelineConfig) -> list[tuple[str, object]]:
@@ -109,6 +125,24 @@ def build_features(processed: pd.DataFrame, config: PipelineConfig) -> pd.DataFr
         columns[col] = frame[col].astype("string")
     columns[LABEL] = label(frame, config)
     return pd.DataFrame(columns, index=frame.index).reset_index(drop=True)
+
+
+def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: PipelineConfig,
+                        on_error=None) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(day, build_features(frame)) for each day: several days in one call when every transform
+    is row-wise (`rowwise`), else one day at a time; the same frames either way.
+    `on_error(day, exc)` makes the exception raised for a day that fails (see `in_batches`)."""
+    if is_rowwise(config):
+        yield from in_batches(days, lambda frame: build_features(frame, config), on_error=on_error)
+        return
+    for day, frame in days:
+        try:
+            out = build_features(frame, config)
+        except Exception as exc:
+            if on_error is None:
+                raise
+            raise on_error(day, exc) from exc
+        yield day, out
 
 
 def feature_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:

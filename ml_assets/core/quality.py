@@ -182,7 +182,11 @@ def null_rate_check(columns: list[str], max_rate: float, name: str = "null_rate"
     def measure(key, frame):
         if frame.empty:
             return {}
-        return {c: float(frame[c].isna().mean()) for c in columns if c in frame.columns}
+        present = [c for c in columns if c in frame.columns]
+        if not present:
+            return {}
+        rates = frame[present].isna().to_numpy(dtype=bool).mean(axis=0)  # one pass, all columns
+        return {c: float(r) for c, r in zip(present, rates, strict=True)}
 
     def reduce(m):
         worst, where = 0.0, ""
@@ -217,10 +221,20 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
                 continue
             values = frame[column]
             n = 0
-            if spec.min is not None:
-                n += int((values < spec.min).fillna(False).sum())
-            if spec.max is not None:
-                n += int((values > spec.max).fillna(False).sum())
+            numeric = (pd.api.types.is_numeric_dtype(values.dtype)
+                       and not pd.api.types.is_bool_dtype(values.dtype))
+            if numeric:  # numpy on the values (null: NaN, never counted), not pandas masks
+                numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+                with np.errstate(invalid="ignore"):
+                    if spec.min is not None:
+                        n += int((numbers < spec.min).sum())
+                    if spec.max is not None:
+                        n += int((numbers > spec.max).sum())
+            else:
+                if spec.min is not None:
+                    n += int((values < spec.min).fillna(False).sum())
+                if spec.max is not None:
+                    n += int((values > spec.max).fillna(False).sum())
             if column in plan.allowed_numbers:
                 numbers = values.to_numpy(dtype="float64", na_value=np.nan)
                 n += int((~np.isnan(numbers) & ~np.isin(numbers, plan.allowed_numbers[column])).sum())

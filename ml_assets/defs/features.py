@@ -5,7 +5,7 @@ guard. The transforms receive the pipeline's lookup tables (assets upstream of f
 import dagster as dg
 
 from ml_assets.core import quality
-from ml_assets.core.features import TransformError, build_features, one_line
+from ml_assets.core.features import TransformError, build_features_days, one_line
 from ml_assets.core.lookups import lookups_in_use
 from ml_assets.defs.io_manager import TableBatch
 from ml_assets.defs.lookups import load_lookups
@@ -46,14 +46,16 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         checks = [quality.leakage_check(cfg), quality.feature_columns_check(cfg),
                   quality.null_rate_check(cfg.feature_columns, cfg.checks.max_null_rate,
                                           name="feature_null_rate")]
+        days = ((day, processed[day]) for day in partitions_of(context))  # read lazily
+
+        def fail(day: str, exc: Exception) -> dg.Failure:
+            # one line for the summary and the run's failure; the stack trace stays in the
+            # run's logs through the cause
+            return dg.Failure(description=failure_line(exc, day, "features"))
+
         with lookups_in_use(load_lookups(context, spec, storage)):
-            for day in partitions_of(context):  # one day in memory at a time
-                try:
-                    frame = build_features(processed[day], cfg)
-                except Exception as exc:
-                    # one line for the summary and the run's failure; the stack trace stays in
-                    # the run's logs through the cause
-                    raise dg.Failure(description=failure_line(exc, day, "features")) from exc
+            # several days a call when the transforms are row-wise (core.batches bounds the rows)
+            for day, frame in build_features_days(days, cfg, on_error=fail):
                 batch.add(day, frame)
                 for check in checks:
                     check.update(day, frame)

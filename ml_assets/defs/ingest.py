@@ -21,7 +21,7 @@ import dagster as dg
 
 from ml_assets.config import FilesSource
 from ml_assets.core import keys, quality
-from ml_assets.core.contract import clean, expected_columns
+from ml_assets.core.contract import clean_days, expected_columns
 from ml_assets.core.pii import PiiKeyMissing, apply_pii, key_missing
 from ml_assets.core.sources import SourceError, read_source
 from ml_assets.defs.io_manager import TableBatch
@@ -181,13 +181,17 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                   quality.value_range_check(cfg)]
         rate = quality.quarantine_rate_check(cfg.checks.max_quarantine_rate)
         extra: set[str] = set()
-        for day in days:  # one day in memory at a time
+        # parsed a batch of days at a time (core.batches bounds the rows held), keys and
+        # quarantine day by day; clean_days adds each day's kept keys to the history
+        cleaned_days = clean_days(((day, raw[day]) for day in days), cfg, history)
+        while True:
             try:
-                cleaned = clean(raw[day], cfg, day, history)
+                day, cleaned = next(cleaned_days)
+            except StopIteration:
+                break
             except ValueError as exc:
                 raise dg.Failure(description=str(exc)) from None
             if history is not None:
-                history.add(day, cleaned.processed, cleaned.key_hashes)
                 key_files[day] = keys.index_bytes(cleaned.processed, cleaned.key_hashes, key_spec)
             good.add(day, cleaned.processed)
             bad.add(day, cleaned.quarantine)

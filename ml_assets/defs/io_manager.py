@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_assets.core.storage import read_uri
-from ml_assets.core.tables import column_schema, content_hash, from_parquet_bytes, to_parquet_bytes
+from ml_assets.core.tables import column_schema, encode, from_parquet_bytes
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import StorageResource
 
@@ -39,8 +39,8 @@ class TableBatch:
         self.parts: dict[str, EncodedTable] = {}
 
     def add(self, partition: str, frame: pd.DataFrame) -> EncodedTable:
-        part = EncodedTable(content_hash(frame), to_parquet_bytes(frame), len(frame),
-                            column_schema(frame))
+        parquet, digest = encode(frame)  # the hash is of the bytes written
+        part = EncodedTable(digest, parquet, len(frame), column_schema(frame))
         self.parts[partition] = part
         return part
 

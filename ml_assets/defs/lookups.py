@@ -12,7 +12,7 @@ import pandas as pd
 
 from ml_assets.core.lookups import LookupError_, read_lookup
 from ml_assets.core.storage import read_uri
-from ml_assets.core.tables import column_schema, content_hash, from_parquet_bytes, to_parquet_bytes
+from ml_assets.core.tables import column_schema, encode, from_parquet_bytes
 from ml_assets.defs.lineage import CONTENT_HASH, URI
 from ml_assets.defs.names import LOOKUPS
 from ml_assets.defs.resources import StorageResource
@@ -41,11 +41,11 @@ def _lookup_asset(spec: PipelineSpec, name: str) -> dg.AssetsDefinition:
             frame, files = read_lookup(name, declared, client)
         except LookupError_ as exc:
             raise dg.Failure(description=str(exc)) from exc
-        digest = content_hash(frame)
+        parquet, digest = encode(frame)
         store = storage.tables()
         path = "/".join([*key.path, f"{digest[:32]}.parquet"])
         if not store.exists(path):
-            store.put(path, to_parquet_bytes(frame))
+            store.put(path, parquet)
         context.log.info(f"lookup {name}: {len(frame)} rows from {declared.source}, "
                          f"version {digest[:12]}")
         return dg.MaterializeResult(

