@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
 
-BATCH_ROWS = 250_000
+BATCH_ROWS = 100_000
 
 
 def _signature(frame: pd.DataFrame) -> tuple:

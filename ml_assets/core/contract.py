@@ -284,31 +284,66 @@ def clean_days(days: Iterable[tuple[str, pd.DataFrame]], config: PipelineConfig,
                history: KeyHistory | None = None, max_rows: int = BATCH_ROWS
                ) -> Iterator[tuple[str, Cleaned]]:
     """(day, clean(raw, config, day, history)) for each day, in the order given (ascending, as
-    the history requires); each day's kept keys are added to `history` before the next day.
+    the history requires); each day's kept keys are added to `history` before the next day's
+    keys are checked.
 
-    The parsing, which is row-wise, runs once over a batch of days (`core.batches`: days with
-    the same columns and dtypes, at most `max_rows` rows); the primary keys and the quarantine
-    frame are then done day by day, exactly as `clean` does them, so the result is the same."""
+    The row-wise work (parsing, key hashes, the quarantine records) runs once over a batch of
+    days (`core.batches`: days with the same columns and dtypes, at most `max_rows` rows); the
+    primary keys are checked day by day, exactly as `clean` checks them, so the result is the
+    same."""
     plan = contract_plan(config)
     for group in batches(days, max_rows):
-        if len(group) > 1:
-            _require_columns(group[0][1], plan, group[0][0])  # same columns for the whole group
-            stacked = stack(group)
-            reasons, parsed = _parse_rows(stacked, plan)
-        start = 0
-        for day, raw in group:
-            if len(group) == 1:
-                cleaned = clean(raw, config, day, history)
-            else:
-                end = start + len(raw)
-                day_reasons = _Reasons(0)
-                day_reasons.text = reasons.text[start:end].copy()
-                day_parsed = parsed.iloc[start:end].reset_index(drop=True)
-                cleaned = _finish(raw, day_parsed, day_reasons, plan, day, history)
-                start = end
+        if len(group) == 1:
+            day, raw = group[0]
+            cleaned = clean(raw, config, day, history)
             if history is not None:
                 history.add(day, cleaned.processed, cleaned.key_hashes)
             yield day, cleaned
+            continue
+        yield from _clean_group(group, plan, history)
+
+
+def _clean_group(group: list[tuple[str, pd.DataFrame]], plan: ContractPlan,
+                 history: KeyHistory | None) -> list[tuple[str, Cleaned]]:
+    _require_columns(group[0][1], plan, group[0][0])  # the group shares its columns
+    stacked = stack(group)
+    reasons, parsed = _parse_rows(stacked, plan)
+    all_hashes = (key_hashes(parsed, list(plan.primary_key))
+                  if history is not None and plan.primary_key else None)
+    kept, bad_at, bad_text, bad_day = [], [], [], []
+    start = 0
+    for day, raw in group:
+        end = start + len(raw)
+        day_reasons = _Reasons(0)
+        day_reasons.text = reasons.text[start:end].copy()
+        day_parsed = parsed.iloc[start:end].reset_index(drop=True)
+        hashes = (_check_keys(day_parsed, plan, day, history, day_reasons,
+                              None if all_hashes is None else all_hashes[start:end])
+                  if plan.primary_key else None)
+        bad = day_reasons.bad()
+        processed = day_parsed.loc[~bad].reset_index(drop=True)
+        day_hashes = None if hashes is None else hashes[~bad]
+        if history is not None:
+            history.add(day, processed, day_hashes)
+        kept.append((processed, day_hashes, [c for c in raw.columns if c not in plan.known]))
+        bad_at.append(start + np.flatnonzero(bad))
+        bad_text.append(day_reasons.text[bad])
+        bad_day.append(np.full(int(bad.sum()), day, dtype=object))
+        start = end
+    # the quarantine records of the whole group in one pass, then cut back into days
+    at = np.concatenate(bad_at)
+    rows = stacked.iloc[at]
+    text = pd.Series(np.concatenate(bad_text), index=rows.index, dtype=object).str.rstrip("; ")
+    quarantine = quarantine_frame(rows, text, np.concatenate(bad_day))
+    out, first = [], 0
+    for (day, _), (processed, day_hashes, extra), positions in zip(group, kept, bad_at,
+                                                                   strict=True):
+        last = first + len(positions)
+        out.append((day, Cleaned(processed=processed,
+                                 quarantine=quarantine.iloc[first:last].reset_index(drop=True),
+                                 extra_columns=extra, key_hashes=day_hashes)))
+        first = last
+    return out
 
 
 def _parse_rows(raw: pd.DataFrame, plan: ContractPlan) -> tuple[_Reasons, pd.DataFrame]:
@@ -420,15 +455,18 @@ def _check_bounds(column: str, spec: ColumnSpec, values: np.ndarray, plan: Contr
 
 
 def _check_keys(parsed: pd.DataFrame, plan: ContractPlan, partition: str,
-                history: KeyHistory | None, reasons: _Reasons) -> np.ndarray | None:
+                history: KeyHistory | None, reasons: _Reasons,
+                hashes: np.ndarray | None = None) -> np.ndarray | None:
     """Quarantine repeated primary keys among the rows still good: first a key an earlier
     partition holds (when a history is given), then a repeat within the day (the first row in
     source order stays). Returns the key hashes of every row (None without a history)."""
     key = plan.primary_key
     valid = ~reasons.bad()
-    hashes = None
-    if history is not None:
+    if history is None:
+        hashes = None
+    elif hashes is None:  # else: this day's rows of hashes computed for a batch of days
         hashes = key_hashes(parsed, key)
+    if history is not None:
         repeat, where = history.repeats(partition, hashes[valid])
         if repeat.any():
             positions = np.flatnonzero(valid)[repeat]
@@ -455,8 +493,10 @@ def _check_keys(parsed: pd.DataFrame, plan: ContractPlan, partition: str,
     return hashes
 
 
-def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series, partition: str) -> pd.DataFrame:
-    """Quarantined rows: where they came from, why, and the whole raw record as JSON."""
+def quarantine_frame(rows: pd.DataFrame, reasons: pd.Series,
+                     partition: str | np.ndarray) -> pd.DataFrame:
+    """Quarantined rows: where they came from, why, and the whole raw record as JSON.
+    `partition`: the rows' partition, or one per row."""
     if rows.empty:
         return pd.DataFrame({
             "partition": pd.Series(dtype="string"),

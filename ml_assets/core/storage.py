@@ -57,12 +57,17 @@ def _check_key(key: str) -> str:
 @dataclass
 class LocalStore:
     root: str
+    _resolved: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def _path(self, key: str) -> Path:
         return Path(self.root) / _check_key(key)
 
     def uri(self, key: str) -> str:
-        return str(self._path(key).resolve())
+        # the root resolved once (a step asks for one URI per partition); keys hold no '.',
+        # '..' or empty parts (`_check_key`), so joining them keeps the path normalized
+        if self._resolved is None:
+            self._resolved = str(Path(self.root).resolve())
+        return os.path.join(self._resolved, *_check_key(key).split("/"))
 
     def put(self, key: str, data: bytes) -> str:
         path = self._path(key)
