@@ -182,11 +182,7 @@ def null_rate_check(columns: list[str], max_rate: float, name: str = "null_rate"
     def measure(key, frame):
         if frame.empty:
             return {}
-        present = [c for c in columns if c in frame.columns]
-        if not present:
-            return {}
-        rates = frame[present].isna().to_numpy(dtype=bool).mean(axis=0)  # one pass, all columns
-        return {c: float(r) for c, r in zip(present, rates, strict=True)}
+        return {c: float(frame[c].isna().mean()) for c in columns if c in frame.columns}
 
     def reduce(m):
         worst, where = 0.0, ""
@@ -214,27 +210,43 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
     bounded = [(c, s) for c, s in config.columns.items()
                if s.min is not None or s.max is not None or s.allowed is not None]
 
+    numeric_bounds = [(c, s) for c, s in bounded
+                      if s.dtype in ("int64", "float64") and c not in plan.allowed_numbers
+                      and s.allowed is None]
+    lows = np.array([-np.inf if s.min is None else float(s.min) for _, s in numeric_bounds])
+    highs = np.array([np.inf if s.max is None else float(s.max) for _, s in numeric_bounds])
+
+    def numeric_counts(frame) -> dict[str, int]:
+        """min/max violations of the contract's numeric columns, all columns in one array."""
+        pick = [i for i, (c, _) in enumerate(numeric_bounds)
+                if c in frame.columns and _is_number(frame[c])]
+        if not pick or frame.empty:
+            return {}
+        cols = [numeric_bounds[i][0] for i in pick]
+        # null: NaN, never counted; column by column (a mixed Int64/float64 frame's to_numpy
+        # goes through object values)
+        values = np.column_stack([frame[c].to_numpy(dtype="float64", na_value=np.nan)
+                                  for c in cols])
+        with np.errstate(invalid="ignore"):
+            counts = (values < lows[pick]).sum(axis=0) + (values > highs[pick]).sum(axis=0)
+        return dict(zip(cols, counts.tolist(), strict=True))
+
     def measure(key, frame):
         found = []
+        fast = numeric_counts(frame)
         for column, spec in bounded:
             if column not in frame.columns:
                 continue
+            if column in fast:
+                if fast[column]:
+                    found.append((f"{key}:{column}", int(fast[column])))
+                continue
             values = frame[column]
             n = 0
-            numeric = (pd.api.types.is_numeric_dtype(values.dtype)
-                       and not pd.api.types.is_bool_dtype(values.dtype))
-            if numeric:  # numpy on the values (null: NaN, never counted), not pandas masks
-                numbers = values.to_numpy(dtype="float64", na_value=np.nan)
-                with np.errstate(invalid="ignore"):
-                    if spec.min is not None:
-                        n += int((numbers < spec.min).sum())
-                    if spec.max is not None:
-                        n += int((numbers > spec.max).sum())
-            else:
-                if spec.min is not None:
-                    n += int((values < spec.min).fillna(False).sum())
-                if spec.max is not None:
-                    n += int((values > spec.max).fillna(False).sum())
+            if spec.min is not None:
+                n += int((values < spec.min).fillna(False).sum())
+            if spec.max is not None:
+                n += int((values > spec.max).fillna(False).sum())
             if column in plan.allowed_numbers:
                 numbers = values.to_numpy(dtype="float64", na_value=np.nan)
                 n += int((~np.isnan(numbers) & ~np.isin(numbers, plan.allowed_numbers[column])).sum())
@@ -255,6 +267,11 @@ def value_range_check(config: PipelineConfig) -> Accumulator:
                        "0 values outside min/max/allowed", {"where": _short(where)} if where else {})
 
     return Accumulator(measure, reduce)
+
+
+def _is_number(values: pd.Series) -> bool:
+    return (pd.api.types.is_numeric_dtype(values.dtype)
+            and not pd.api.types.is_bool_dtype(values.dtype))
 
 
 def value_ranges(frames: Frames, config: PipelineConfig) -> Outcome:
