@@ -252,6 +252,32 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
+WRITERS = 8
+
+
+def put_all(store: ObjectStore, items: list[tuple[str, bytes]], skip_existing: bool = False) -> None:
+    """`store.put` each (key, bytes), skipping keys already stored when `skip_existing`. A
+    backfill writes hundreds of files: up to WRITERS at once, so one file's fsync (local) or round
+    trip (S3) overlaps the others'. Each write is atomic on its own; the first failure is raised
+    after the other writes have finished."""
+
+    def put(item: tuple[str, bytes]) -> None:
+        key, data = item
+        if not (skip_existing and store.exists(key)):
+            store.put(key, data)
+
+    if len(items) <= 1:
+        for item in items:
+            put(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(items))) as pool:
+        futures = [pool.submit(put, item) for item in items]
+    for future in futures:
+        future.result()
+
+
 def read_uri(uri: str, s3_client: Any = None) -> bytes:
     """Read a whole object given its absolute URI (a local path or s3://)."""
     if uri.startswith("s3://"):

@@ -24,6 +24,7 @@ from ml_assets.core import keys, quality
 from ml_assets.core.contract import clean_days, expected_columns
 from ml_assets.core.pii import PiiKeyMissing, apply_pii, key_missing
 from ml_assets.core.sources import SourceError, read_source
+from ml_assets.core.storage import put_all
 from ml_assets.defs.io_manager import TableBatch
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.spec import TABLE_IO, PipelineSpec
@@ -208,8 +209,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                            partition_metadata={d: {"quarantined_rows": p.rows}
                                                for d, p in bad.parts.items()})
         # the processed files are written now (the IO manager ran): their key index follows
-        for day, data in key_files.items():
-            store.put(keys.index_key(key_prefix, day), data)
+        put_all(store, [(keys.index_key(key_prefix, day), data) for day, data in key_files.items()])
         yield table_output(context, storage, bad, names.quarantine, output_name="quarantine",
                            metadata={"quarantined_rows": sum(p.rows for p in bad.parts.values())})
         for check in [*checks, rate]:

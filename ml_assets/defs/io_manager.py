@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_assets.core.storage import read_uri
+from ml_assets.core.storage import put_all, read_uri
 from ml_assets.core.tables import column_schema, encode, from_parquet_bytes
 from ml_assets.defs.lineage import latest_versions
 from ml_assets.defs.resources import StorageResource
@@ -68,10 +68,9 @@ class TableIOManager(dg.ConfigurableIOManager):
                 f"values, got {type(obj).__name__}"
             )
         store = self.storage.tables()
-        for partition, part in obj.parts.items():
-            key = table_key(context.asset_key, partition, part.content_hash)
-            if not store.exists(key):
-                store.put(key, part.parquet)
+        items = [(table_key(context.asset_key, partition, part.content_hash), part.parquet)
+                 for partition, part in obj.parts.items()]
+        put_all(store, items, skip_existing=True)  # content-addressed: an existing key holds these bytes
 
     def load_input(self, context: dg.InputContext) -> "LazyTables":
         asset_key = context.asset_key

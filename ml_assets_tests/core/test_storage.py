@@ -230,3 +230,28 @@ def test_atomic_write_uses_os_replace(store, monkeypatch):
     monkeypatch.setattr(storage_mod.os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
     store.put("x/y", b"1")
     assert len(calls) == 1 and str(calls[0][1]).endswith(os.path.join("x", "y"))
+
+
+def test_put_all_writes_every_item_skips_stored_keys_and_raises_after_the_others(tmp_path):
+    from ml_assets.core.storage import put_all
+
+    store = LocalStore(str(tmp_path))
+    store.put("t/old.parquet", b"kept")
+    put_all(store, [(f"t/{i}.parquet", bytes([i])) for i in range(20)]
+            + [("t/old.parquet", b"new")], skip_existing=True)
+    assert [store.get(f"t/{i}.parquet") for i in range(20)] == [bytes([i]) for i in range(20)]
+    assert store.get("t/old.parquet") == b"kept"
+    put_all(store, [("t/old.parquet", b"new")] * 2)  # without skip_existing: overwritten
+    assert store.get("t/old.parquet") == b"new"
+
+    class Failing(LocalStore):
+        def put(self, key, data):
+            if key.endswith("bad"):
+                raise OSError(f"{key}: disk full")
+            return super().put(key, data)
+
+    failing = Failing(str(tmp_path / "f"))
+    with pytest.raises(OSError, match="bad: disk full"):
+        put_all(failing, [("a/bad", b"x")] + [(f"a/{i}", b"y") for i in range(10)])
+    assert all(failing.exists(f"a/{i}") for i in range(10))
+    assert not failing.exists("a/bad")
