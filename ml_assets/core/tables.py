@@ -51,7 +51,13 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+THREADED_READ_BYTES = 4 << 20
+
+
 def from_parquet_bytes(data: bytes) -> pd.DataFrame:
     # ParquetFile reads the one file directly; pq.read_table goes through the datasets layer,
-    # which costs about 3 ms more per small file (a step reads one per partition).
-    return pq.ParquetFile(pa.BufferReader(data)).read().to_pandas()
+    # which costs about 3 ms more per small file (a step reads one per partition). A small file
+    # is decoded on this thread: handing it to Arrow's thread pool costs more than it saves.
+    threads = len(data) > THREADED_READ_BYTES
+    table = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=threads)
+    return table.to_pandas(use_threads=threads)
