@@ -26,6 +26,8 @@ from ml_assets_tests.conftest import WebhookReceiver
 from ml_assets_tests.helpers import REPO, rentals_dict, rentals_frame, write_config, write_rentals
 from ml_assets_tests.pipeline.test_automation import shifted
 
+pytestmark = pytest.mark.slow
+
 DEADLINE_S = 420  # the whole test
 TRIGGER = "ml_assets/trigger"
 
