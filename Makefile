@@ -93,11 +93,18 @@ drift-ui: venv
 	DAGSTER_HOME=$(CURDIR)/.drift_demo/dagster_home DATA_PATH=$(CURDIR)/.drift_demo/tables \
 	MODEL_PATH=$(CURDIR)/.drift_demo/models $(BIN)/dagster dev -w workspace.yaml
 
+# `make test` runs the suite on TEST_WORKERS pytest-xdist workers (`TEST_WORKERS=0`: one process).
+# --dist loadgroup hands out one test at a time, except tests marked with one xdist_group, which
+# run together on one worker (the serving tests share one trained model store); the slow tests
+# are collected first (ml_assets_tests/conftest.py), so both workers end on the quick ones.
+TEST_WORKERS ?= 2
+TEST_ARGS = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: venv dagster-home
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(TEST_ARGS)
 
 test-fast: venv dagster-home
-	$(BIN)/python -m pytest -q -m "not postgres and not celery and not browser and not processes"
+	$(BIN)/python -m pytest -q $(TEST_ARGS) -m "not postgres and not celery and not browser and not processes"
 
 deploy-check: venv
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml

@@ -9,6 +9,16 @@ import pytest
 
 from ml_assets_tests.helpers import REPO, local_storage
 
+#: Markers of tests that take many seconds: whole pipeline runs, services, processes.
+SLOW_MARKERS = ("slow", "postgres", "celery", "browser", "processes")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, otherwise in collection order. Under pytest-xdist (`make test`) the
+    workers take tests in this order, so they share the long ones early and both finish on quick
+    ones, instead of one worker starting a minute-long test when the other has nothing left."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in SLOW_MARKERS))
+
 
 @pytest.fixture
 def instance(tmp_path):

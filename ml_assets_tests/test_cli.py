@@ -26,6 +26,7 @@ def env(cli_env):
     return cli_env
 
 
+@pytest.mark.slow
 def test_run_entry_point_json_end_to_end(env):
     config = write_config(env / "flights.yaml", flights_dict())
     exe = Path(sys.executable).parent / "ml-assets"
@@ -72,6 +73,7 @@ def test_run_entry_point_json_end_to_end(env):
         assert len(instance.get_materialized_partitions(dg.AssetKey(["flights", "predictions"]))) == 14
 
 
+@pytest.mark.slow
 def test_failed_blocking_check_exits_nonzero_naming_it(env, capsys):
     config = write_config(env / "flights.yaml", flights_dict(gates={"roc_auc": {"min": 0.99}}))
     code = cli.main(["run", "--config", str(config), *ARGS])
@@ -147,6 +149,7 @@ def _failing_config(env) -> tuple[Path, dict]:
     return write_config(env / "flights.yaml", data), sub_env
 
 
+@pytest.mark.slow
 def test_a_failing_transform_is_one_line_naming_transform_partition_and_exception(env):
     config, sub_env = _failing_config(env)
     proc = subprocess.run([str(EXE), "run", "--config", str(config), *ARGS, "--json"],
@@ -174,6 +177,7 @@ def test_a_failing_transform_is_one_line_naming_transform_partition_and_exceptio
         assert any(c.cls_name == "KeyError" and c.stack for c in causes)
 
 
+@pytest.mark.slow
 def test_log_level_debug_shows_the_warnings_and_stack_traces(env):
     config, sub_env = _failing_config(env)
     proc = subprocess.run([str(EXE), "run", "--config", str(config), *ARGS,

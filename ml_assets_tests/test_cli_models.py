@@ -11,6 +11,8 @@ from ml_assets import cli
 from ml_assets_tests.helpers import flights_dict, write_config
 from ml_assets_tests.test_cli import env  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.slow
+
 
 def _json(capsys, argv):
     code = cli.main(argv)

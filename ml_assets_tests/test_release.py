@@ -13,6 +13,8 @@ from ml_assets.commands.models import store_for_env
 from ml_assets_tests.helpers import REPO, flights_dict, write_config
 from ml_assets_tests.test_cli import env  # noqa: F401 - the fixture
 
+pytestmark = pytest.mark.slow
+
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12", "--json"]
 
 

@@ -18,6 +18,8 @@ import pytest
 from ml_assets import stale_runs
 from ml_assets_tests.helpers import flights_dict, write_config
 
+pytestmark = pytest.mark.slow
+
 EXE = Path(sys.executable).parent / "ml-assets"
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12"]
 

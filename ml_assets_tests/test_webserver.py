@@ -17,6 +17,8 @@ import pytest
 from ml_assets import cli
 from ml_assets_tests.helpers import REPO, flights_dict, write_config
 
+pytestmark = pytest.mark.slow
+
 QUERY = """
 {
   runsOrError { ... on Runs { results { runId status pipelineName } } }

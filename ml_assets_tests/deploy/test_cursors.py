@@ -82,7 +82,10 @@ def test_cursors_survive_a_daemon_restart(pg_home, tmp_path, monkeypatch):
             daemon(procs, "daemon-2")
 
             def after_restart(name):
-                return [t for t in _ticks(instance, name) if t.timestamp > stopped_at]
+                """The finished ticks after the restart (a tick still being evaluated is
+                STARTED: counting it would read its status before the daemon has set it)."""
+                return [t for t in _ticks(instance, name)
+                        if t.timestamp > stopped_at and t.status.value != "STARTED"]
 
             services.wait_for(lambda: len(after_restart(NEW_DATA)) >= 2
                               and len(after_restart(RETRAIN)) >= 1, 120,

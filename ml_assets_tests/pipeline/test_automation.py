@@ -56,6 +56,7 @@ def _sensor(defs, name):
     return defs.resolve_sensor_def(name)
 
 
+@pytest.mark.slow
 def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhook):
     folder, cfg = landing
     alerts = AlertsResource(webhook_url=webhook.url)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from ml_assets.core.tables import content_hash
 from ml_assets_tests.helpers import (
@@ -16,6 +17,8 @@ from ml_assets_tests.helpers import (
     materialize,
     step_errors,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def test_graph_end_to_end_writes_every_layer_with_versions(storage, instance):

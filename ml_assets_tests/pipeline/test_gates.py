@@ -3,6 +3,8 @@ never replaces the last one that passed."""
 
 from __future__ import annotations
 
+import pytest
+
 from ml_assets_tests.helpers import (
     failed_checks,
     flights_config,
@@ -10,6 +12,8 @@ from ml_assets_tests.helpers import (
     materialize,
     step_errors,
 )
+
+pytestmark = pytest.mark.slow
 
 TABLES = ["raw", "processed", "quarantine", "features"]
 SERVE = ["model", "production_model", "predictions"]

@@ -24,6 +24,8 @@ from ml_assets_tests.helpers import (
     write_rentals,
 )
 
+pytestmark = pytest.mark.slow
+
 D1, D2, D3 = "2024-03-01", "2024-03-02", "2024-03-03"
 LAYERS = ["raw", "processed", "quarantine"]
 

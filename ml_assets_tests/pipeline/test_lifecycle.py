@@ -14,6 +14,8 @@ from ml_assets_tests.helpers import (
     step_errors,
 )
 
+pytestmark = pytest.mark.slow
+
 TABLES = ["raw", "processed", "quarantine", "features"]
 
 

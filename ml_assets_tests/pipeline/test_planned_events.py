@@ -55,6 +55,7 @@ def _planned(instance, run_id) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_failed_range_is_named_tagged_and_a_retry_materializes_it(
         event_env, instance, storage, monkeypatch):
     cfg = flights_config(features={"transforms": _transforms()})
@@ -94,6 +95,7 @@ def test_failed_range_is_named_tagged_and_a_retry_materializes_it(
     assert fixed["partitions"]["predictions"] == 14
 
 
+@pytest.mark.slow
 def test_cli_json_names_failed_partitions_of_a_blocking_gate(event_env, cli_env, tmp_path,
                                                              capsys):
     """A failed blocking gate: no predictions; `--json` and the run's tag name the days."""

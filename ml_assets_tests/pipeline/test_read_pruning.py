@@ -68,6 +68,7 @@ def _config(src: Path, days: int, fmt: str = "csv", **over) -> PipelineConfig:
         checks={"min_rows_per_day": 0}, **over))
 
 
+@pytest.mark.slow
 def test_a_one_day_run_on_1000_daily_files_reads_a_handful(tmp_path, storage, instance, reads):
     src = _folder(tmp_path, N_DAYS)
     cfg = _config(src, N_DAYS)

@@ -7,6 +7,7 @@ import io
 
 import boto3
 import pandas as pd
+import pytest
 
 from ml_assets.config import load_config
 from ml_assets.definitions import storage_for
@@ -21,6 +22,8 @@ from ml_assets_tests.helpers import (
     write_config,
     write_rentals,
 )
+
+pytestmark = pytest.mark.slow
 
 
 def test_pipeline_on_s3_storage_and_s3_source(tmp_path, s3_endpoint, instance, monkeypatch):

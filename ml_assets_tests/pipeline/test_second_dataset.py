@@ -20,6 +20,8 @@ from ml_assets_tests.helpers import (
     write_rentals,
 )
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("per_day", [True, False], ids=["file-per-day", "one-file-many-days"])
 def test_rentals_regression_through_config_alone(tmp_path, storage, instance, monkeypatch, per_day):

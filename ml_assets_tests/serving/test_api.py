@@ -17,6 +17,8 @@ from ml_assets.serving import create_app
 from ml_assets_tests.helpers import flights_config
 from ml_assets_tests.serving.conftest import SERVED_DAYS, env, records
 
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
+
 TOKEN = "s3cret-admin-token-0123456789"
 
 

@@ -13,6 +13,8 @@ import pytest
 from ml_assets import cli
 from ml_assets_tests.helpers import REPO, flights_dict, write_config
 
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
+
 
 @pytest.fixture
 def cli_env(trained, tmp_path, monkeypatch):

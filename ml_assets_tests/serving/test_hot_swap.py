@@ -11,11 +11,14 @@ import time
 from typing import NamedTuple
 
 import httpx
+import pytest
 
 from ml_assets.commands.models import cmd_canary
 from ml_assets.core.lifecycle import set_alias_change
 from ml_assets.serving import create_app
 from ml_assets_tests.serving.conftest import SERVED_DAYS, env, records, wait_for
+
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
 
 
 class Outcome(NamedTuple):

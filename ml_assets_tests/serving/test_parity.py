@@ -11,6 +11,7 @@ import dagster as dg
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml_assets.defs.io_manager import TableIOManager
 from ml_assets.defs.pipeline import build_pipeline
@@ -18,6 +19,8 @@ from ml_assets.defs.resources import AlertsResource
 from ml_assets.serving import create_app
 from ml_assets_tests.helpers import materializations
 from ml_assets_tests.serving.conftest import SERVED_DAYS, env, records
+
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
 
 KEYS = ["year", "month", "day", "carrier", "flight", "origin"]
 SERVED_ON = dt.datetime(2013, 1, 20, 12, 0, 0)  # the API's clock: a day inside the partitions

@@ -17,6 +17,8 @@ from ml_assets.serving.log import ServedLog
 from ml_assets.serving.metrics import ServingMetrics
 from ml_assets_tests.helpers import flights_config
 
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
+
 PREFIX = "flights/served_predictions"
 
 

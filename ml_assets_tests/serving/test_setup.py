@@ -19,6 +19,8 @@ from ml_assets.serving.api import ServingSetupError
 from ml_assets_tests.helpers import flights_config, flights_dict, rentals_dict, write_config
 from ml_assets_tests.serving.conftest import wait_for
 
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
+
 
 @pytest.mark.parametrize(("serving", "message"), [
     ({"sample_rate": 2}, "serving.sample_rate: Input should be less than or equal to 1"),

@@ -15,6 +15,8 @@ from ml_assets.defs.resources import StorageResource
 from ml_assets.environment import EnvironmentError_, tracking_uri_from_env
 from ml_assets_tests.helpers import materializations, materialize, step_errors
 
+pytestmark = pytest.mark.xdist_group("serving")  # one worker: the package's trained models are made once
+
 
 @pytest.fixture
 def fresh_storage(tmp_path) -> StorageResource:
