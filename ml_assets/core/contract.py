@@ -237,8 +237,8 @@ def _fmt_all(values) -> np.ndarray:
 class _Reasons:
     """Reasons per row (position), appended in the order the checks run."""
 
-    def __init__(self, n: int):
-        self.text = np.full(n, "", dtype=object)
+    def __init__(self, n: int = 0, text: np.ndarray | None = None):
+        self.text = np.full(n, "", dtype=object) if text is None else text
 
     def flag(self, mask: np.ndarray, message) -> None:
         """`message`: a str, or a function of the flagged positions giving one str per row."""
@@ -314,8 +314,7 @@ def _clean_group(group: list[tuple[str, pd.DataFrame]], plan: ContractPlan,
     start = 0
     for day, raw in group:
         end = start + len(raw)
-        day_reasons = _Reasons(0)
-        day_reasons.text = reasons.text[start:end].copy()
+        day_reasons = _Reasons(text=reasons.text[start:end].copy())
         day_parsed = parsed.iloc[start:end].reset_index(drop=True)
         hashes = (_check_keys(day_parsed, plan, day, history, day_reasons,
                               None if all_hashes is None else all_hashes[start:end])
