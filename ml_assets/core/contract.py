@@ -476,6 +476,11 @@ def _check_keys(parsed: pd.DataFrame, plan: ContractPlan, partition: str,
                 f"duplicate primary key {key}: same as " + holder.loc[idx].to_numpy()))
             valid = ~reasons.bad()
     keys = parsed.loc[valid, key]
+    if hashes is not None:
+        # equal keys hash equal: only rows sharing a hash with another row can repeat a key, so
+        # the exact comparison runs on those few rows, not on every key of the day
+        shared = pd.Series(hashes[valid]).duplicated(keep=False).to_numpy()
+        keys = keys[shared]
     dup = keys.duplicated(keep="first")
     if dup.any():
         first = keys.drop_duplicates(keep="first")

@@ -182,7 +182,8 @@ def null_rate_check(columns: list[str], max_rate: float, name: str = "null_rate"
     def measure(key, frame):
         if frame.empty:
             return {}
-        return {c: float(frame[c].isna().mean()) for c in columns if c in frame.columns}
+        present = [c for c in columns if c in frame.columns]
+        return {c: float(rate) for c, rate in frame[present].isna().mean().items()}
 
     def reduce(m):
         worst, where = 0.0, ""
