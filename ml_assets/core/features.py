@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import pandas as pd
 
 from ml_assets.config import PipelineConfig, resolve_callable
-from ml_assets.core.batches import in_batches
+from ml_assets.core.batches import batches, in_batches
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS
 
@@ -133,7 +133,19 @@ def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: Pipeli
     is row-wise (`rowwise`), else one day at a time; the same frames either way.
     `on_error(day, exc)` makes the exception raised for a day that fails (see `in_batches`)."""
     if is_rowwise(config):
-        yield from in_batches(days, lambda frame: build_features(frame, config), on_error=on_error)
+        checked = False
+        for group in batches(days):
+            out = list(in_batches(group, lambda frame: build_features(frame, config),
+                                  on_error=on_error))
+            if not checked and len(group) > 1:  # the run's first batch of several days
+                checked = True
+                try:
+                    _check_rowwise(group[0], out[0][1], len(group), config)
+                except FeatureError as exc:
+                    if on_error is None:
+                        raise
+                    raise on_error(group[0][0], exc) from exc
+            yield from out
         return
     for day, frame in days:
         try:
@@ -143,6 +155,27 @@ def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: Pipeli
                 raise
             raise on_error(day, exc) from exc
         yield day, out
+
+
+def _check_rowwise(first: tuple[str, pd.DataFrame], batched: pd.DataFrame, days: int,
+                   config: PipelineConfig) -> None:
+    """The `@rowwise` mark is a promise the platform cannot read from the code, so it is
+    sampled: the first day of a run's first batch of several days is built again alone, and must
+    give the same frame as it did inside the batch. A transform that uses other rows of its
+    frame (a per-day mean, a rank, a shift) gives another frame and fails here, instead of
+    silently mixing days."""
+    day, frame = first
+    alone = build_features(frame.reset_index(drop=True), config)
+    if alone.equals(batched):
+        return
+    columns = [c for c in alone.columns
+               if c not in batched.columns or not alone[c].equals(batched[c])]
+    paths = ", ".join(config.features.transforms)
+    raise FeatureError(
+        f"transforms marked @rowwise ({paths}) gave day {day} other features when built together "
+        f"with {days - 1} more day(s) than when built alone (column(s) {columns} differ); a "
+        "transform that uses other rows of its frame (a per-day mean, rank, shift or "
+        "de-duplication) must not be marked @rowwise")
 
 
 def feature_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:

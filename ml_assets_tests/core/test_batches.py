@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from ml_assets.core.batches import batches, cut, in_batches
-from ml_assets.core.features import build_features, build_features_days, is_rowwise, rowwise
+from ml_assets.core.features import (
+    FeatureError,
+    build_features,
+    build_features_days,
+    is_rowwise,
+    rowwise,
+)
 from ml_assets.core.tables import content_hash
 from ml_assets_tests.core._helpers import config
 
@@ -100,6 +106,29 @@ def test_a_transform_without_the_row_wise_mark_gets_one_day_at_a_time():
     for name, frame in days:
         assert got[name]["x1_mean"].nunique() == 1
         assert got[name]["x1_mean"].iloc[0] == pytest.approx(frame["x1"].mean())
+
+
+#: Not row-wise, but marked as if it were (the mistake the sampled check catches).
+wrongly_marked_day_mean = rowwise(lambda frame: day_mean(frame))
+
+
+def test_a_per_day_transform_marked_row_wise_fails_naming_the_day_and_the_column():
+    cfg = config(features={"numeric": ["x1", "x2", "x1_mean"], "categorical": ["c"],
+                           "transforms": [f"{__name__}:wrongly_marked_day_mean"]})
+    assert is_rowwise(cfg)
+    with pytest.raises(RuntimeError) as info:
+        list(build_features_days(iter(processed_days()), cfg,
+                                 on_error=lambda d, e: RuntimeError(f"partition {d}: {e}")))
+    message = str(info.value)
+    assert message.startswith("partition 2024-01-01: transforms marked @rowwise "
+                              f"({__name__}:wrongly_marked_day_mean) gave day 2024-01-01")
+    assert "3 more day(s)" in message and "['x1_mean']" in message and "\n" not in message
+    # without on_error the FeatureError itself is raised
+    with pytest.raises(FeatureError, match="must not be marked @rowwise"):
+        list(build_features_days(iter(processed_days()), cfg))
+    # one day alone is a batch of one: nothing to compare, the day's own mean is right
+    [(_, alone)] = build_features_days(iter(processed_days(1)), cfg)
+    assert alone["x1_mean"].iloc[0] == pytest.approx(processed_days(1)[0][1]["x1"].mean())
 
 
 def test_row_wise_transforms_give_the_day_by_day_tables():
