@@ -137,14 +137,17 @@ def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: Pipeli
         for group in batches(days):
             out = list(in_batches(group, lambda frame: build_features(frame, config),
                                   on_error=on_error))
-            if not checked and len(group) > 1:  # the run's first batch of several days
+            # the run's first batch of several days, on its first day with rows (an empty
+            # day's frame says nothing about other rows)
+            sample = next((i for i, (_, f) in enumerate(group) if len(f)), None)
+            if not checked and len(group) > 1 and sample is not None:
                 checked = True
                 try:
-                    _check_rowwise(group[0], out[0][1], len(group), config)
+                    _check_rowwise(group[sample], out[sample][1], len(group), config)
                 except FeatureError as exc:
                     if on_error is None:
                         raise
-                    raise on_error(group[0][0], exc) from exc
+                    raise on_error(group[sample][0], exc) from exc
             yield from out
         return
     for day, frame in days:
@@ -160,9 +163,9 @@ def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: Pipeli
 def _check_rowwise(first: tuple[str, pd.DataFrame], batched: pd.DataFrame, days: int,
                    config: PipelineConfig) -> None:
     """The `@rowwise` mark is a promise the platform cannot read from the code, so it is
-    sampled: the first day of a run's first batch of several days is built again alone, and must
-    give the same frame as it did inside the batch. A transform that uses other rows of its
-    frame (a per-day mean, a rank, a shift) gives another frame and fails here, instead of
+    sampled: the first day with rows of a run's first batch of several days is built again alone,
+    and must give the same frame as it did inside the batch. A transform that uses other rows of
+    its frame (a per-day mean, a rank, a shift) gives another frame and fails here, instead of
     silently mixing days."""
     day, frame = first
     alone = build_features(frame.reset_index(drop=True), config)

@@ -126,6 +126,11 @@ def test_a_per_day_transform_marked_row_wise_fails_naming_the_day_and_the_column
     # without on_error the FeatureError itself is raised
     with pytest.raises(FeatureError, match="must not be marked @rowwise"):
         list(build_features_days(iter(processed_days()), cfg))
+    # an empty first day is not the sample: the next day is, and is named
+    days = [("2023-12-31", processed_days(1)[0][1].iloc[:0]), *processed_days()]
+    with pytest.raises(FeatureError, match="gave day 2024-01-01 other features when built "
+                                           "together with 4 more day"):
+        list(build_features_days(iter(days), cfg))
     # one day alone is a batch of one: nothing to compare, the day's own mean is right
     [(_, alone)] = build_features_days(iter(processed_days(1)), cfg)
     assert alone["x1_mean"].iloc[0] == pytest.approx(processed_days(1)[0][1]["x1"].mean())
