@@ -76,20 +76,29 @@ def in_batches(days: Iterable[tuple[str, pd.DataFrame]],
     error names the day it comes from; `on_error(day, exc)` turns that into the exception to
     raise (the original is its cause)."""
     for group in batches(days, max_rows):
-        try:
-            result = fn(stack(group))
-        except Exception as exc:
-            if len(group) == 1:
+        yield from run_group(group, fn, on_error)
+
+
+def run_group(group: list[tuple[str, pd.DataFrame]],
+              fn: Callable[[pd.DataFrame], pd.DataFrame],
+              on_error: Callable[[str, Exception], Exception] | None = None,
+              ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(day, fn(frame)) for the days of one group of `batches`: one call on the stacked days, or
+    day by day when that call raises (see `in_batches`)."""
+    try:
+        result = fn(stack(group))
+    except Exception as exc:
+        if len(group) == 1:
+            if on_error is None:
+                raise
+            raise on_error(group[0][0], exc) from exc
+        for day, frame in group:  # find the day at fault, and keep the days before it
+            try:
+                one = fn(frame.reset_index(drop=True))
+            except Exception as day_exc:
                 if on_error is None:
                     raise
-                raise on_error(group[0][0], exc) from exc
-            for day, frame in group:  # find the day at fault, and keep the days before it
-                try:
-                    one = fn(frame.reset_index(drop=True))
-                except Exception as day_exc:
-                    if on_error is None:
-                        raise
-                    raise on_error(day, day_exc) from day_exc
-                yield day, one.reset_index(drop=True)
-            continue  # every day alone succeeded: day by day is the reference result
-        yield from cut(result, group)
+                raise on_error(day, day_exc) from day_exc
+            yield day, one.reset_index(drop=True)
+        return  # every day alone succeeded: day by day is the reference result
+    yield from cut(result, group)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import pandas as pd
 
 from ml_assets.config import PipelineConfig, resolve_callable
-from ml_assets.core.batches import batches, in_batches
+from ml_assets.core.batches import batches, run_group
 from ml_assets.core.cache import per_config
 from ml_assets.core.frames import LINEAGE_COLUMNS
 
@@ -135,8 +135,7 @@ def build_features_days(days: Iterable[tuple[str, pd.DataFrame]], config: Pipeli
     if is_rowwise(config):
         checked = False
         for group in batches(days):
-            out = list(in_batches(group, lambda frame: build_features(frame, config),
-                                  on_error=on_error))
+            out = list(run_group(group, lambda frame: build_features(frame, config), on_error))
             # the run's first batch of several days, on its first day with rows (an empty
             # day's frame says nothing about other rows)
             sample = next((i for i, (_, f) in enumerate(group) if len(f)), None)
