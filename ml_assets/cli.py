@@ -297,7 +297,12 @@ def models_main(args: argparse.Namespace) -> int:
             else:
                 config["rollback"] = True
                 target = args.ref or "previous"
-                config["version"] = cmd.resolve_or_fail(cfg, store, target).version
+                target = cmd.resolve_or_fail(cfg, store, target)
+                config["version"] = target.version
+            if not target.gate_passed and not args.force:  # refused before any run, as canary
+                raise cmd.CommandError(
+                    f"{what}: {target.label} failed its gates ({target.gate_summary()}); add "
+                    "--force to do it anyway (it is audited)")
             out = cmd.move_production(cfg, store, config, cli_actor())
             code = 0 if out["success"] else 1
             text = json.dumps(out, default=str) if args.json else (

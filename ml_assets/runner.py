@@ -16,7 +16,11 @@ from ml_assets import failed_partitions, stale_runs
 from ml_assets.config import PipelineConfig
 from ml_assets.defs.names import (
     LOOKUPS,
+    TAG_ACTOR,
     TAG_LAUNCHED_BY,
+    TAG_PARTITION,
+    TAG_PIPELINE,
+    TAG_TRIGGER,
     PipelineNames,
     is_gate_check,
     metrics_from_metadata,
@@ -31,6 +35,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     import dagster as dg
 
     from ml_assets.definitions import build_definitions, storage_for
+    from ml_assets.defs.lifecycle import cli_actor
     from ml_assets.defs.policies import training_pool
     from ml_assets.environment import apply_dagster_event_settings, settings_from_env
 
@@ -51,6 +56,9 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
         tags={
             **range_tags(start.isoformat(), last),
             TAG_LAUNCHED_BY: "ml-assets run",
+            # as the runs the platform launches (README: tags); the actor names the CLI user
+            TAG_TRIGGER: "manual", TAG_PIPELINE: cfg.name, TAG_PARTITION: as_of.isoformat(),
+            TAG_ACTOR: cli_actor(),
             **stale_runs.process_tags(),
         },
         run_config={
@@ -182,6 +190,9 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 else f"{start}..{last}"
             ),
         }
+        if meta.get("blocked_partitions") is not None:  # readable_files: the days it blocks
+            blocked = meta["blocked_partitions"]
+            item["partitions"] = "none blocked" if blocked == "none" else blocked
         if meta.get("level") is not None:  # monitoring: its level and the days at each level
             item["level"] = meta["level"]
             days = {lvl: _days(meta.get(f"{lvl}_days")) for lvl in ("error", "warn")}

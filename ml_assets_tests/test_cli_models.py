@@ -61,6 +61,46 @@ def test_list_show_rollback_promote_audit(two_models, capsys):
     assert "production,candidate" in capsys.readouterr().out
 
 
+def test_cli_runs_are_tagged_and_audited_as_the_user(two_models, capsys):
+    import dagster as dg
+
+    audit = _json(capsys, ["models", "audit", "--config", str(two_models), "--json"])["entries"]
+    assert [e["action"] for e in audit] == ["register", "promote", "register", "promote"]
+    assert all(e["actor"].startswith("user:") for e in audit), audit
+    assert {e["details"]["trigger"] for e in audit} == {"manual"}
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"ml_assets/pipeline": "flights"}))
+    assert len(runs) == 2
+    assert {r.tags["ml_assets/trigger"] for r in runs} == {"manual"}
+    assert sorted(r.tags["ml_assets/partition"] for r in runs) == ["2013-01-12", "2013-01-15"]
+
+
+def test_a_model_that_failed_its_gates_is_refused_before_any_run(two_models, capsys):
+    import dagster as dg
+
+    config = str(two_models)
+    first = _json(capsys, ["models", "show", "v1.0.0", "--config", config, "--json"])
+    sidecar = two_models.parent / "models" / "flights" / first["model_id"] / "model.json"
+    record = json.loads(sidecar.read_text())
+    record["gate_passed"] = False
+    sidecar.write_text(json.dumps(record))
+    with dg.DagsterInstance.get() as instance:
+        runs_before = len(instance.get_runs())
+    for argv in (["rollback"], ["promote", "v1.0.0"]):
+        assert cli.main(["models", *argv, "--config", config]) == 2
+        err = capsys.readouterr().err
+        assert "v1.0.0" in err and "failed its gates" in err and "--force" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs()) == runs_before  # nothing was launched
+    assert _json(capsys, ["models", "show", "production", "--config", config,
+                          "--json"])["version"] == "v1.1.0"
+    forced = _json(capsys, ["models", "rollback", "--force", "--config", config, "--json"])
+    assert forced["action"] == "rollback" and forced["model_version"] == "v1.0.0"
+    audit = _json(capsys, ["models", "audit", "--config", config, "--json"])["entries"]
+    assert audit[-1]["action"] == "rollback" and audit[-1]["details"]["forced"] is True
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["models", "show", "v7.0.0"], "has no model 'v7.0.0'"),
     (["models", "promote", "nonsense"], "has no model 'nonsense'"),

@@ -26,6 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+# the machine-load helpers are the pipeline benchmark's (both scripts put benchmarks/ on sys.path)
+from pipeline.sides import cpu_busy_s, wait_idle  # noqa: E402
+
 SIDES = ("evidently", "ours", "ours_threads", "ours_html")
 
 
@@ -110,32 +113,6 @@ def worker(side: str, spec: dict, out_path: Path) -> None:
         }
     )
     out_path.write_text(json.dumps(result, indent=1))
-
-
-def cpu_busy_s() -> float | None:
-    """Machine-wide busy CPU seconds so far (all cores), from /proc/stat; None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_idle(limit_s: float, max_busy: float = 0.25) -> float:
-    """Wait up to `limit_s` for the machine to be quiet (< `max_busy` of all cores busy over 2 s),
-    so another process's load does not land in one side's time. Returns the seconds waited."""
-    started = time.perf_counter()
-    cores = os.cpu_count() or 1
-    while True:
-        before = cpu_busy_s()
-        if before is None:
-            return 0.0
-        time.sleep(2)
-        busy = (cpu_busy_s() - before) / (2 * cores)
-        waited = time.perf_counter() - started
-        if busy < max_busy or waited >= limit_s:
-            return round(waited, 1)
 
 
 def run_side(side: str, spec: dict, workdir: Path, script: Path, wait_s: float = 0.0) -> dict:

@@ -111,7 +111,7 @@ def cmd_audit(cfg: PipelineConfig, models: ModelStore, limit: int | None, as_jso
     lines = []
     for e in entries:
         move = f"{e.get('from_version') or '-'} -> {e.get('to_version') or '-'}"
-        lines.append(f"{e['time'][:19]}  {e['action']:<9} {move:<20} {e['actor']:<34} "
+        lines.append(f"{e['time'][:19]}  {e['action']:<12} {move:<20} {e['actor']:<34} "
                      f"{(e.get('run_id') or '')[:8]:<8}  {e['reason']}")
     return 0, "\n".join(lines)
 
@@ -130,9 +130,12 @@ def move_production(cfg: PipelineConfig, models: ModelStore, config: dict[str, A
         TAG_TRIGGER,
         PipelineNames,
     )
+    from ml_assets.runner import console_logger
 
     names = PipelineNames(cfg.name)
-    defs = build_definitions([cfg])
+    # one line per Dagster message on the console (a refused promotion is not a stack trace)
+    defs = dg.Definitions.merge(build_definitions([cfg]),
+                                dg.Definitions(loggers={"console": console_logger()}))
     job = defs.resolve_job_def(names.lifecycle_job)
     result = job.execute_in_process(
         instance=dg.DagsterInstance.get(),

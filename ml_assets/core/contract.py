@@ -315,13 +315,9 @@ def _clean_group(group: list[tuple[str, pd.DataFrame]], plan: ContractPlan,
     for day, raw in group:
         end = start + len(raw)
         day_reasons = _Reasons(text=reasons.text[start:end].copy())
-        day_parsed = parsed.iloc[start:end].reset_index(drop=True)
-        hashes = (_check_keys(day_parsed, plan, day, history, day_reasons,
-                              None if all_hashes is None else all_hashes[start:end])
-                  if plan.primary_key else None)
-        bad = day_reasons.bad()
-        processed = day_parsed.loc[~bad].reset_index(drop=True)
-        day_hashes = None if hashes is None else hashes[~bad]
+        bad, processed, day_hashes = _split_day(
+            parsed.iloc[start:end].reset_index(drop=True), day_reasons, plan, day, history,
+            None if all_hashes is None else all_hashes[start:end])
         if history is not None:
             history.add(day, processed, day_hashes)
         kept.append((processed, day_hashes, [c for c in raw.columns if c not in plan.known]))
@@ -359,16 +355,27 @@ def _finish(raw: pd.DataFrame, parsed: pd.DataFrame, reasons: _Reasons, plan: Co
             partition: str, history: KeyHistory | None) -> Cleaned:
     """The per-day part of `clean`: primary keys (against the history, then within the day),
     then the split into processed and quarantined rows."""
-    hashes = _check_keys(parsed, plan, partition, history, reasons) if plan.primary_key else None
-    bad_rows = reasons.bad()
+    bad_rows, processed, hashes = _split_day(parsed, reasons, plan, partition, history)
     rows = raw.iloc[np.flatnonzero(bad_rows)]
     text = pd.Series(reasons.text[bad_rows], index=rows.index, dtype=object).str.rstrip("; ")
     return Cleaned(
-        processed=parsed.loc[~bad_rows].reset_index(drop=True),
+        processed=processed,
         quarantine=quarantine_frame(rows, text, partition),
         extra_columns=[c for c in raw.columns if c not in plan.known],
-        key_hashes=None if hashes is None else hashes[~bad_rows],
+        key_hashes=hashes,
     )
+
+
+def _split_day(parsed: pd.DataFrame, reasons: _Reasons, plan: ContractPlan, day: str,
+               history: KeyHistory | None, hashes: np.ndarray | None = None
+               ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
+    """One day's primary keys checked (against the history, then within the day; `hashes`:
+    the day's key hashes if already computed), then its rows split: (the bad-row mask, the
+    processed rows, the kept rows' key hashes or None)."""
+    if plan.primary_key:
+        hashes = _check_keys(parsed, plan, day, history, reasons, hashes)
+    bad = reasons.bad()
+    return bad, parsed.loc[~bad].reset_index(drop=True), None if hashes is None else hashes[~bad]
 
 
 def _require_columns(raw: pd.DataFrame, plan: ContractPlan, partition: str) -> None:

@@ -234,7 +234,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(f"{action}: {exc}{hint}") from None
         if not target.gate_passed and not config.force:
             raise dg.Failure(f"{action}: {target.label} failed its gates ({target.gate_summary()}); "
-                             "set force: true to do it anyway (it is audited)")
+                             "to do it anyway (audited): `force: true` in the launchpad, `--force` "
+                             "with `ml-assets models`")
         if champion is not None and target.model_id == champion.model_id:
             reason = f"{target.label} is already production; nothing moved"
             return _result("keep", reason, champion, models.aliases(cfg.name), target, champion, None)

@@ -107,11 +107,12 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             # Its gate checks block production_model in this run, so the rejection is recorded
             # here: an expected outcome, whatever the run's final status.
             reason = f"{version.label} failed its gates: {version.gate_summary()}"
+            production = models.aliases(cfg.name).aliases.get("production") or {}
             models.append_audit(cfg.name, AuditEntry(
                 action="reject", actor=actor, run_id=context.run_id, reason=reason,
+                from_version=production.get("version"), from_model_id=production.get("model_id"),
                 to_version=version.version, to_model_id=version.model_id, metrics=trained.metrics,
                 details={"trigger": trigger_of(context), "stage": "gates"}))
-            production = models.aliases(cfg.name).aliases.get("production") or {}
             alerts.send(Alert(event="reject", pipeline=cfg.name, level="warning",
                               title=f"challenger {version.label} failed its gates; production "
                                     f"stays {production.get('version', 'unset')}",

@@ -55,6 +55,10 @@ def test_failed_gate_holds_across_runs(storage, instance):
     assert not worse.success
     newer_failed = materializations(worse, "model")[None].metadata["model_id"].value
     assert newer_failed not in (good_id, failed_id)
+    # its rejection is audited as a move refused: from production (the passing one) to it
+    [refused] = [e for e in storage.models().audit("flights")
+                 if e["run_id"] == worse.run_id and e["action"] == "reject"]
+    assert (refused["from_model_id"], refused["to_model_id"]) == (good_id, newer_failed)
     # production_model run on its own (the newest candidate failed): production stays
     kept = materialize(lenient, storage, instance, "2013-01-13", "2013-01-16",
                        layers=["production_model", "predictions"])

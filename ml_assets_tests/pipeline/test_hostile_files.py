@@ -29,6 +29,7 @@ from ml_assets_tests.pipeline.hostile import (
 )
 
 D = [(START + dt.timedelta(days=i)).isoformat() for i in range(6)]
+D_DATE = [START + dt.timedelta(days=i) for i in range(6)]
 INGEST = ["raw", "processed", "quarantine"]
 
 
@@ -337,6 +338,11 @@ def test_dated_unreadable_file_blocks_only_its_day(tmp_path, storage, instance, 
     assert f"partition {D[1]}" in message and str(path) in message and "cannot be read" in message
     check = checks_by_name(result)["raw.readable_files"]
     assert str(path) in check.metadata["files"].value
+    from ml_assets.runner import summarize  # the summary names the day blocked, not the range
+
+    summary = summarize(cfg, result, D_DATE[0], D_DATE[2], D_DATE[0], {})
+    [item] = [c for c in summary["failed_checks"] if c["check"] == "readable_files"]
+    assert item["partitions"] == D[1]
     for day in (D[0], D[2]):  # the other days run
         ok = materialize(cfg, storage, instance, day, layers=INGEST)
         assert ok.success, step_errors(ok)
@@ -351,6 +357,11 @@ def test_an_unreadable_file_whose_days_cannot_be_known_blocks_nothing(tmp_path, 
     assert result.success, step_errors(result)
     check = checks_by_name(result)["raw.readable_files"]
     assert "credit-dump.csv" in check.metadata["files"].value
+    from ml_assets.runner import summarize
+
+    summary = summarize(cfg, result, D_DATE[0], D_DATE[1], D_DATE[0], {})
+    [item] = [c for c in summary["failed_checks"] if c["check"] == "readable_files"]
+    assert item["partitions"] == "none blocked"
 
 
 def test_an_unreadable_new_version_blocks_the_days_its_last_readable_version_held(
