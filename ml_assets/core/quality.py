@@ -102,8 +102,9 @@ def columns_present_check(config: PipelineConfig) -> Accumulator:
             if lines:
                 details["problems"] = "\n".join(lines[:10]) + (
                     f"\n(+{len(lines) - 10} more)" if len(lines) > 10 else "")
-        return Outcome("required_columns", not failing, missing_all or "none",
-                       "no missing columns", details)
+        observed = missing_all or (f"outside the contract: {', '.join(extra_all)}"
+                                   if extra_all else "none")
+        return Outcome("required_columns", not failing, observed, "no missing columns", details)
 
     return Accumulator(measure, reduce)
 

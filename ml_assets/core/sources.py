@@ -61,6 +61,10 @@ from ml_assets.core.frames import (
 )
 from ml_assets.core.storage import ObjectStore, glob_uri, open_uri, read_uri
 
+#: columns the ingest writes itself; a source column with one of these names is outside the
+#: contract (dropped and reported, or failed with `extra_columns: fail` or `keep`)
+RESERVED_COLUMNS = (*LINEAGE_COLUMNS, INGEST_REASON)
+
 
 class SourceError(ValueError):
     """The source cannot be read as configured. The message names the file and the problem."""
@@ -250,12 +254,19 @@ class _Reader:
         if extra and self.action == "fail":
             return FileProblem(uri, "columns", f"{uri}: column(s) {extra} are outside the contract "
                                "(extra_columns: fail)", columns=extra, extra=True)
+        reserved = [c for c in extra if c in RESERVED_COLUMNS]
+        if reserved and self.action == "keep":
+            return FileProblem(uri, "columns", f"{uri}: column(s) {reserved} cannot be kept: the "
+                               f"platform writes its own {list(RESERVED_COLUMNS)} (rename them in "
+                               "the source, or extra_columns: drop)", columns=reserved, extra=True)
         return None
 
     def _extra(self, names: list[str]) -> list[str]:
-        skip = {*LINEAGE_COLUMNS, INGEST_REASON}
+        """The file's columns outside the contract, named as found. A source column that uses a
+        name the platform writes itself (`RESERVED_COLUMNS`) is one of them: never read into
+        the lineage columns, and reported like any other."""
         # pandas' stored index (`__index_level_0__`) is file structure, not a column
-        return [str(n) for n in names if n not in self.contract and n not in skip
+        return [str(n) for n in names if n not in self.contract
                 and not str(n).startswith("__index_level_")]
 
     def _unreadable(self, uri: str, reason: str, data: bytes | None = None) -> _Loaded:
@@ -289,7 +300,8 @@ class _Reader:
         return loaded
 
     def _keep(self, names: list[str], extra: list[str]) -> list[str]:
-        return [n for n in names if n in self.contract or (self.action == "keep" and n in extra)]
+        return [n for n in names if n in self.contract or (
+            self.action == "keep" and n in extra and n not in RESERVED_COLUMNS)]
 
     def _load_csv(self, uri: str) -> _Loaded:
         try:

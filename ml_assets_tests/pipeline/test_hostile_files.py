@@ -214,8 +214,52 @@ def test_extra_columns_keep_stores_them_and_fail_blocks(tmp_path, storage, insta
     assert "column(s) ['contact_email'] are outside the contract (extra_columns: fail)" in message
     check = checks_by_name(blocked)["raw.required_columns"]
     assert not check.passed and check.metadata["columns_outside_contract"].value == "contact_email"
-    assert check.metadata["observed"].value == "none"  # nothing is missing
+    # nothing is missing: observed names what failed it
+    assert check.metadata["observed"].value == "outside the contract: contact_email"
     assert day_name(START, "csv") in message
+
+
+def _with_reserved_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A file that carries columns named like the platform's own lineage columns."""
+    frame = frame.copy()
+    frame["_source_file"] = "s3://elsewhere/forged.csv"
+    frame["_source_row"] = 999
+    frame["_ingest_reason"] = "forged reason"
+    return frame
+
+
+RESERVED = ["_source_file", "_source_row", "_ingest_reason"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_source_columns_named_like_lineage_columns_are_outside_the_contract(
+        tmp_path, storage, instance, fmt):
+    src = tmp_path / "landing"
+    write_credit(src, fmt, days=2)
+    write_day(src, START, _with_reserved_columns(credit_frame(START)), fmt)
+    path = src / day_name(START, fmt)
+    span = {"start": D[0], "end": D[2]}
+    # drop (the default): named and counted, never read into the lineage columns
+    result = materialize(credit_config(src, "glob", fmt, partitions=span), storage, instance,
+                         D[0], D[1], layers=INGEST)
+    assert result.success, step_errors(result)
+    raw = materializations(result, "raw")
+    assert sorted(raw[D[0]].metadata["extra_columns"].value.split(", ")) == sorted(RESERVED)
+    stored = pd.read_parquet(raw[D[0]].metadata["dagster/uri"].value)
+    assert set(stored["_source_file"]) == {str(path)}
+    assert stored["_source_row"].tolist() == list(range(1, len(stored) + 1))
+    assert "forged" not in stored_text(_tables(storage))
+    assert materializations(result, "quarantine")[D[0]].metadata["dagster/row_count"].value == 0
+    # fail and keep: the day is blocked, naming the file and the columns
+    for action, words in (("fail", "are outside the contract (extra_columns: fail)"),
+                          ("keep", "cannot be kept: the platform writes its own")):
+        cfg = credit_config(src, "glob", fmt, partitions=span, extra_columns=action,
+                            name=f"credit_{action}")
+        blocked = materialize(cfg, storage, instance, D[0], D[1], layers=INGEST)
+        assert not blocked.success
+        message = step_errors(blocked)
+        assert str(path) in message and words in message, message
+        assert all(c in message for c in RESERVED), message
 
 
 # ---------------------------------------------------------------- requirement 2: rows never dropped
