@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from ml_assets import failed_partitions, stale_runs
@@ -202,7 +203,10 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
         checks.append(item)
         if not ev.passed and item["blocking"]:
             failed_blocking.append(item)
-    step_failures = [step_failure(event, start, last) for event in result.all_events
+    ops = PipelineNames(cfg.name)
+    unpartitioned = {ops.model_op, ops.production_model_op,
+                     *("__".join(ops.lookup(n).path) for n in cfg.lookups)}
+    step_failures = [step_failure(event, start, last, unpartitioned) for event in result.all_events
                      if event.is_step_failure]
     quarantined = layers.get("quarantine", {}).get("rows", 0)
     return {
@@ -262,20 +266,26 @@ def _error_parts(err) -> tuple[str, str]:
     return err.cls_name or "", " ".join(message.split())[:500]
 
 
-def step_failure(event, start: dt.date, last: dt.date) -> dict[str, Any]:
+def step_failure(event, start: dt.date, last: dt.date,
+                 unpartitioned: Collection[str] = ()) -> dict[str, Any]:
     """One failed step as one line: the step, the partition(s), the exception type and message
-    (a dg.Failure's description already names the transform and the partition)."""
+    (a dg.Failure's description already names the transform and the partition). A step in
+    `unpartitioned` (the model, production_model, lookup tables) names no partitions."""
     data = event.step_failure_data
     described = data.user_failure_data.description if data.user_failure_data else None
     exc_type, message = _error_parts(data.error)
-    partitions = f"{start}..{last}" if start != last else start.isoformat()
+    if event.step_key in unpartitioned:
+        partitions = "(unpartitioned)"
+    else:
+        partitions = f"{start}..{last}" if start != last else start.isoformat()
+    where = "" if event.step_key in unpartitioned else f" on partitions {partitions}"
     if described:
         error = " ".join(described.split())[:500]
         line = (f"step {event.step_key} failed: {error}" if "partition" in error
-                else f"step {event.step_key} failed on partitions {partitions}: {error}")
+                else f"step {event.step_key} failed{where}: {error}")
     else:
         error = f"{exc_type}: {message}" if exc_type else message
-        line = f"step {event.step_key} failed on partitions {partitions}: {error}"
+        line = f"step {event.step_key} failed{where}: {error}"
     return {"step": event.step_key, "partitions": partitions, "error_type": exc_type,
             "error": error, "line": line}
 

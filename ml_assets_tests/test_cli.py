@@ -216,6 +216,11 @@ def test_a_step_error_that_is_not_a_failure_is_its_class_and_message(tmp_path):
     assert out["error"] == "ValueError: column 'fare' holds text: 'abc' at row 7"
     assert out["line"] == ("step broken failed on partitions 2024-01-02: ValueError: column "
                            "'fare' holds text: 'abc' at row 7")
+    # an unpartitioned step (the model) names no partitions
+    out = step_failure(event, day, day + dt.timedelta(days=3), unpartitioned={"broken"})
+    assert out["partitions"] == "(unpartitioned)"
+    assert out["line"] == ("step broken failed: ValueError: column 'fare' holds text: 'abc' at "
+                           "row 7")
 
 
 # ---------------------------------------------------------------- a missing PII key

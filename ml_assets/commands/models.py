@@ -178,11 +178,19 @@ def cmd_canary(cfg: PipelineConfig, models: ModelStore, ref: str | None, share: 
     current = state.aliases.get("canary")
     production = state.aliases.get("production")
     if ref is None and not stop:  # status
-        record = {"pipeline": cfg.name, "canary": current, "production": production}
+        # a canary alias left on the production model is ignored by the API (see serving)
+        promoted = bool(current and production
+                        and current.get("model_id") == production.get("model_id"))
+        record = {"pipeline": cfg.name, "canary": current, "production": production,
+                  "canary_in_effect": bool(current) and not promoted}
         if as_json:
             return 0, json.dumps(record, default=str)
         if not current:
             return 0, f"pipeline {cfg.name}: no canary (production {_label(production)})"
+        if promoted:
+            return 0, (f"pipeline {cfg.name}: no canary in effect: the canary alias points at "
+                       f"production {_label(production)}, so the API ignores it and sends every "
+                       "request to production (`--stop` removes the alias)")
         return 0, (f"pipeline {cfg.name}: canary {_label(current)} takes "
                    f"{float(current.get('share') or cfg.serving.canary_share):.1%} of requests "
                    f"since {current.get('since', '?')}; production {_label(production)}")

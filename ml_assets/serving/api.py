@@ -63,6 +63,7 @@ PREDICT_OPENAPI = {"post": {
     "responses": {"200": {"description": "each prediction with the model version that made it"},
                   "413": {"description": "body over serving.max_body_bytes or more records than "
                                          "serving.max_batch_rows"},
+                  "415": {"description": "a Content-Type other than application/json"},
                   "422": {"description": "a missing or mistyped field, named"},
                   "503": {"description": "no model loaded yet"}}}}
 
@@ -184,6 +185,10 @@ def create_app(cfg: PipelineConfig | None = None, storage: Any = None,
                           "printable characters", [{"loc": ["header", "X-Request-Key"],
                                                     "type": "value_error",
                                                     "msg": "invalid request key"}])
+        media = request.headers.get("content-type")
+        if media is not None and not _is_json_media(media):
+            return refuse("unsupported_media_type", 415,
+                          f"expected Content-Type application/json, found {media[:100]!r}")
         try:
             body = await _read_body(request, limit)
         except RequestError as exc:
@@ -291,6 +296,14 @@ def create_app(cfg: PipelineConfig | None = None, storage: Any = None,
 
 
 # ---------------------------------------------------------------- helpers
+def _is_json_media(content_type: str) -> bool:
+    """application/json or any `+json` type, parameters (charset) aside. A request without a
+    Content-Type is read as JSON."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                            and media.endswith("+json"))
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -7,6 +7,7 @@ canary's latency, error rate and prediction distribution sit beside production's
     ml_assets_serving_requests_total{endpoint, status}
     ml_assets_serving_request_seconds{endpoint}                     histogram
     ml_assets_serving_errors_total{type}                            validation, body_too_large,
+                                                                    unsupported_media_type,
                                                                     batch_too_large, no_model,
                                                                     bad_header, unauthorized,
                                                                     admin_disabled, internal

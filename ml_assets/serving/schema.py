@@ -107,9 +107,10 @@ class RecordSchema:
         elif start == b"{":
             adapter, single = self._one, True
         else:
-            raise RequestError(422, "the body must be a JSON object (one record) or a JSON "
-                               "array of records", [{"loc": ["body"], "type": "json_invalid",
-                                                     "msg": "expected a JSON object or array"}])
+            raise RequestError(422, f"{_not_json(body)}: the body must be a JSON object (one "
+                               "record) or a JSON array of records, UTF-8",
+                               [{"loc": ["body"], "type": "json_invalid",
+                                 "msg": "expected a JSON object or array"}])
         try:
             parsed = adapter.validate_json(body)
         except ValidationError as exc:
@@ -278,3 +279,20 @@ def validation_error(exc: ValidationError, single: bool) -> RequestError:
 
 def err_is_json(entry: dict) -> bool:
     return entry["type"] in ("json_invalid", "json_type")
+
+
+def _not_json(body: bytes) -> str:
+    """What a body that does not start a JSON object or array is, in words."""
+    if not body.strip():
+        return "the body is empty"
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "the body is not valid JSON (it starts with a UTF-8 byte-order mark)"
+    if body.startswith(b"\x1f\x8b"):
+        return "the body is not valid JSON (it is gzip-compressed)"
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in body[:64]:
+        return "the body is not valid JSON (it looks like UTF-16 or UTF-32)"
+    try:
+        text = body[:40].decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not valid JSON (it is not UTF-8)"
+    return f"the body is not valid JSON (it starts {text!r})"

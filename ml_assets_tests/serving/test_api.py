@@ -121,6 +121,35 @@ def test_a_body_that_is_not_json_is_422(client, content, message):
     assert response.status_code == 422 and message in response.json()["message"]
 
 
+@pytest.mark.parametrize(("encode", "message"), [
+    (lambda text: b"\xef\xbb\xbf" + text.encode(), "starts with a UTF-8 byte-order mark"),
+    (lambda text: text.encode("utf-16"), "looks like UTF-16 or UTF-32"),
+    (lambda text: __import__("gzip").compress(text.encode()), "is gzip-compressed"),
+    (lambda text: b"   ", "the body is empty"),
+])
+def test_a_body_in_another_encoding_says_so(client, rows, encode, message):
+    response = client.post("/predict", content=encode(json.dumps(rows[0][0])),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert message in response.json()["message"], response.text
+
+
+@pytest.mark.parametrize("media", ["text/plain", "application/x-www-form-urlencoded",
+                                   "multipart/form-data; boundary=x"])
+def test_a_body_that_is_not_declared_json_is_415(client, rows, media):
+    response = client.post("/predict", content=json.dumps(rows[0][0]),
+                           headers={"content-type": media})
+    assert response.status_code == 415, response.text
+    body = response.json()
+    assert body["error"] == "unsupported_media_type"
+    assert "expected Content-Type application/json" in body["message"] and media in body["message"]
+    for ok in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        response = client.post("/predict", content=json.dumps(rows[0][0]),
+                               headers={"content-type": ok})
+        assert response.status_code == 200, (ok, response.text)
+    assert 'errors_total{type="unsupported_media_type"} 1.0' in client.get("/metrics").text
+
+
 def test_a_non_finite_number_is_refused(client, rows):
     text = json.dumps({**rows[0][0], "distance": 1}).replace('"distance": 1', '"distance": 1e999')
     response = client.post("/predict", content=text)

@@ -69,6 +69,18 @@ def test_canary_start_status_stop_is_audited_and_leaves_production(cli_env, caps
     assert json.loads(out)["version"] == "v1.0.0"  # production never moved
 
 
+def test_a_promoted_canary_is_shown_as_not_in_effect(cli_env, capsys, trained):
+    config = str(cli_env)
+    assert run(capsys, "models", "canary", "v1.1.0", "--config", config)[0] == 0
+    code, out, err = run(capsys, "models", "promote", "v1.1.0", "--config", config)
+    assert code == 0, err
+    code, out, _ = run(capsys, "models", "canary", "--config", config)
+    assert code == 0 and "no canary in effect" in out and "production v1.1.0" in out, out
+    code, out, _ = run(capsys, "models", "canary", "--config", config, "--json")
+    status = json.loads(out)
+    assert status["canary_in_effect"] is False and status["canary"]["version"] == "v1.1.0"
+
+
 def test_canary_share_defaults_to_the_config(cli_env, capsys, tmp_path):
     config = write_config(tmp_path / "c.yaml", flights_dict(serving={"canary_share": 0.05}))
     assert run(capsys, "models", "canary", "v1.1.0", "--config", str(config))[0] == 0
