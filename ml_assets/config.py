@@ -536,6 +536,15 @@ class PipelineConfig(_Strict):
             if missing:
                 fail(f"features.transforms.{i}", f"transform {path} joins lookup table(s) "
                      f"{missing}; declare them under lookups (declared: {sorted(self.lookups)})")
+        if not self.features.transforms:  # nothing makes new columns: each feature is in schema
+            for kind in ("numeric", "categorical"):
+                for i, col in enumerate(getattr(self.features, kind)):
+                    if col not in cols:
+                        fail(f"features.{kind}.{i}", f"{col!r} is not in schema and no "
+                             f"features.transforms make it; schema: {sorted(cols)}")
+                    elif self.pii.get(col) == "drop":
+                        fail(f"features.{kind}.{i}", f"{col!r} is dropped by pii and no "
+                             "features.transforms make it again")
         for i, col in enumerate(self.drift.columns or []):
             if col not in self.feature_columns:
                 fail(f"drift.columns.{i}", f"{col!r} is not a feature; features: {self.feature_columns}")

@@ -112,6 +112,12 @@ BAD = [
     ("partitions_end_le_start", _set("partitions.end", "2024-01-01"), "partitions",
      "must be after start"),
     ("name_uppercase", _set("name", "Trips"), "name", "found 'Trips'"),
+    ("feature_not_in_schema_no_transforms", _set("features.numeric", ["distance", "humidity"]),
+     "features.numeric.1", "'humidity' is not in schema and no features.transforms make it"),
+    ("feature_dropped_by_pii",
+     lambda d: (d["schema"].update(phone={"dtype": "string"}), d["pii"].update(phone="drop"),
+                d["features"].update(categorical=["city", "phone"])),
+     "features.categorical.1", "'phone' is dropped by pii"),
 ]
 
 
