@@ -174,6 +174,9 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 "validation_rows": meta.get("validation_rows"),
                 "metrics": metrics_from_metadata(meta),
                 "model_uri": meta.get("model_uri"),
+                # days of the training window never materialized, or materialized empty
+                "window_days_missing": _listed(meta.get("window_days_missing")),
+                "window_days_empty": _listed(meta.get("window_days_empty")),
             }
     checks, failed_blocking = [], []
     last = end - dt.timedelta(days=1)
@@ -237,6 +240,13 @@ def _days(value) -> list[str]:
     if not value or value == "none":
         return []
     return [d.strip() for d in str(value).split(",") if d.strip()]
+
+
+def _listed(text: Any) -> list[str]:
+    """A metadata list of days written as 'a, b' ('none': no day) back into a list."""
+    if not text or text == "none":
+        return []
+    return [d.strip() for d in str(text).split(",") if d.strip()]
 
 
 def _ranges(days: list[str]) -> str:
@@ -339,6 +349,12 @@ def render(summary: dict[str, Any]) -> str:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
         lines.append(f"  model        {m.get('version')} ({m['model_id']})  train {m['train_rows']} rows, validate "
                      f"{m['validation_rows']} rows  {metrics}")
+        gaps = [f"{len(m[k])} day(s) {what} ({_ranges(m[k])})"
+                for k, what in (("window_days_missing", "never materialized"),
+                                ("window_days_empty", "empty")) if m.get(k)]
+        if gaps:
+            lines.append(f"  window       trained anyway without {' and '.join(gaps)}: "
+                         "backfill them and re-run to train on the whole window")
         lines.append(f"  gate         {'PASSED' if m['gate_passed'] else 'FAILED'}: " + "; ".join(
             f"{c['check']} observed {c['observed']} (needs {c['threshold']})"
             for c in summary["gate"]["checks"]))

@@ -84,6 +84,26 @@ def test_failed_blocking_check_exits_nonzero_naming_it(env, capsys):
     assert "gate         FAILED" in out and "predictions  0 rows written" in out
 
 
+def test_a_training_window_with_missing_days_is_said(env, capsys):
+    """Days 2013-01-03..05 are never materialized: the model trains on the other 7 of its
+    10-day window, and the summary says which days it went without."""
+    config = write_config(env / "flights.yaml", flights_dict(gates={"roc_auc": {"min": 0.5}}))
+    assert cli.main(["run", "--config", str(config), "--start", "2013-01-01",
+                     "--end", "2013-01-03", "--as-of", "2013-01-02"]) in (0, 1)
+    capsys.readouterr()
+    code = cli.main(["run", "--config", str(config), "--start", "2013-01-06", "--end",
+                     "2013-01-11", "--json"])
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["model"]["window_days_missing"] == ["2013-01-03", "2013-01-04", "2013-01-05"]
+    assert summary["model"]["window_days_empty"] == []
+    from ml_assets.runner import render
+
+    assert ("window       trained anyway without 3 day(s) never materialized "
+            "(2013-01-03..2013-01-05)") in render(summary), render(summary)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
