@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--end", type=_date, help="day after the last (exclusive; default: config end)")
     run.add_argument("--as-of", type=_date, dest="as_of",
                      help="last day of the training window (default: the last day of the range)")
+    run.add_argument("--no-train", action="store_true", dest="no_train",
+                     help="train nothing: ingest, features, predictions by the production model "
+                          "and monitoring (the pipeline's daily job)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="WARNING",
                      help="Dagster's console log level during the run (default WARNING)")
@@ -202,12 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configs = load_configs(args.config)
         cfg = _pick(configs, args.pipeline)
+        if args.no_train and args.as_of:
+            raise UsageError("--as-of is the last day of the training window; --no-train trains "
+                             "nothing, so give one or the other")
         start, end, as_of = _range(cfg, args.start, args.end, args.as_of)
         if not os.environ.get("DAGSTER_HOME"):
             raise UsageError("DAGSTER_HOME is not set: runs are recorded in the instance there "
                              "(make demo sets it to ./.dagster_home)")
         check_pii_keys(cfg)
-        summary = run_pipeline(cfg, start, end, as_of, log_level=args.log_level)
+        summary = run_pipeline(cfg, start, end, as_of, log_level=args.log_level,
+                               train=not args.no_train)
     except (ConfigError, UsageError, EnvironmentError_) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
         return 2

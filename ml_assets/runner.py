@@ -30,9 +30,11 @@ from ml_assets.defs.names import (
 
 
 def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.date,
-                 instance=None, storage=None, log_level: str = "INFO") -> dict[str, Any]:
+                 instance=None, storage=None, log_level: str = "INFO",
+                 train: bool = True) -> dict[str, Any]:
     """Execute the pipeline's job for [start, end) as one run in `instance` (default: the one at
-    $DAGSTER_HOME); return the summary dict."""
+    $DAGSTER_HOME); return the summary dict. `train=False`: the daily job instead (no model,
+    no promotion: the days are scored by the production model as it stands)."""
     import dagster as dg
 
     from ml_assets.definitions import build_definitions, storage_for
@@ -45,7 +47,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     defs = dg.Definitions.merge(build_definitions([cfg], storage=storage),
                                 dg.Definitions(loggers={"console": console_logger()}))
     names = PipelineNames(cfg.name)
-    job = defs.resolve_job_def(names.pipeline_job)
+    job = defs.resolve_job_def(names.pipeline_job if train else names.daily_job)
     instance = instance or dg.DagsterInstance.get()
     # runs of earlier `ml-assets run` processes on this host that died (kill -9, OOM) are marked
     # failed, so they do not look as if they were still writing (see ml_assets.stale_runs)
@@ -58,17 +60,21 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
             **range_tags(start.isoformat(), last),
             TAG_LAUNCHED_BY: "ml-assets run",
             # as the runs the platform launches (README: tags); the actor names the CLI user
-            TAG_TRIGGER: "manual", TAG_PIPELINE: cfg.name, TAG_PARTITION: as_of.isoformat(),
+            TAG_TRIGGER: "manual", TAG_PIPELINE: cfg.name,
+            TAG_PARTITION: (as_of if train else end - dt.timedelta(days=1)).isoformat(),
             TAG_ACTOR: cli_actor(),
             **stale_runs.process_tags(),
         },
         run_config={
-            "ops": {names.model_op: {"config": {"as_of": as_of.isoformat()}}},
+            **({"ops": {names.model_op: {"config": {"as_of": as_of.isoformat()}}}} if train else {}),
             "loggers": {"console": {"config": {"log_level": log_level}}},
         },
         raise_on_error=False,
     )
     summary = summarize(cfg, result, start, end, as_of, blocking_checks(defs))
+    summary["trained"] = train
+    if not train:
+        summary["range"]["as_of"] = None  # nothing was trained
     summary["prediction_days"] = prediction_days(summary, storage, cfg.name)
     failed_partitions.record(summary, result, defs, instance, start, end)
     summary["stale_runs_failed"] = stale
@@ -332,8 +338,8 @@ def prediction_days(summary: dict[str, Any], storage, pipeline: str) -> dict[str
 
 def render(summary: dict[str, Any]) -> str:
     r = summary["range"]
-    lines = [f"pipeline {summary['pipeline']}  run {summary['run_id']}  "
-             f"{r['start']}..{r['end']} (as of {r['as_of']})"]
+    lines = [f"pipeline {summary['pipeline']}  run {summary['run_id']}  {r['start']}..{r['end']} "
+             + (f"(as of {r['as_of']})" if r.get("as_of") else "(--no-train: no model trained)")]
     for run_id in summary.get("stale_runs_failed") or []:
         lines.append(f"  earlier run  {run_id}: its process is gone; marked FAILURE (rerun its range "
                      "to retry)")
@@ -387,6 +393,11 @@ def render(summary: dict[str, Any]) -> str:
     for f in summary["step_failures"]:
         lines.append(f"  {f['line']}")
     lines += failed_partitions.render_lines(summary)
+    m = summary.get("model") or {}
+    if m and not m.get("gate_passed") and not summary.get("predictions_written"):
+        r = summary["range"]  # the same range again would retrain the same failing model
+        lines.append(f"    score these days with the production model as it stands: ml-assets run "
+                     f"--start {r['start']} --end {r['end']} --no-train")
     lines.append("  result       " + ("OK" if summary["success"] else "FAILED"))
     return "\n".join(lines)
 

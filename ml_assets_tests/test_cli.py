@@ -84,6 +84,40 @@ def test_failed_blocking_check_exits_nonzero_naming_it(env, capsys):
     assert "gate         FAILED" in out and "predictions  0 rows written" in out
 
 
+def test_no_train_scores_new_days_with_production_after_a_failed_gate(env, capsys):
+    lenient = write_config(env / "flights.yaml", flights_dict())
+    (env / "strict").mkdir()
+    strict = write_config(env / "strict" / "flights.yaml",
+                          flights_dict(gates={"roc_auc": {"min": 0.99}}))
+    assert cli.main(["run", "--config", str(lenient), *ARGS]) == 0  # v1.0.0 in production
+    capsys.readouterr()
+    days = ["--start", "2013-01-15", "--end", "2013-01-17"]
+    assert cli.main(["run", "--config", str(strict), *days]) == 1  # v1.1.0 fails its gate
+    out, _ = capsys.readouterr()
+    assert "predictions  0 rows written" in out
+    assert ("score these days with the production model as it stands: ml-assets run --start "
+            "2013-01-15 --end 2013-01-17 --no-train") in out
+    code = cli.main(["run", "--config", str(strict), *days, "--no-train", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["trained"] is False and summary["model"] == {} and summary["range"]["as_of"] is None
+    assert summary["partitions"]["predictions"] == 2 and summary["predictions_written"] > 0
+    assert summary["scored_by"] in summary["prediction_days"]["model"]
+    from ml_assets.commands.models import store_for_env
+
+    versions = store_for_env().versions("flights")
+    assert [v.version for v in versions] == ["v1.0.0", "v1.1.0"]  # nothing new was trained
+    assert summary["scored_by"] == versions[0].model_id
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(summary["run_id"])
+    assert run.job_name == "flights_daily" and run.tags["ml_assets/trigger"] == "manual"
+    # --as-of chooses a training window: with --no-train it is a usage error
+    assert cli.main(["run", "--config", str(strict), *days, "--no-train",
+                     "--as-of", "2013-01-15"]) == 2
+    assert "--no-train trains nothing" in capsys.readouterr().err
+
+
 def test_a_training_window_with_missing_days_is_said(env, capsys):
     """Days 2013-01-03..05 are never materialized: the model trains on the other 7 of its
     10-day window, and the summary says which days it went without."""
