@@ -6,7 +6,9 @@ that records level ERROR against production model X opens an episode for (check,
 run is requested per episode (deterministic run key), however many ERROR days follow. The episode
 ends when the check records a level other than ERROR, or when production moves to another model
 (a later ERROR against the new model is a new episode). Retrains are at least `cooldown` seconds
-apart: an episode that opens during the cooldown waits, and is requested when it ends.
+apart: an episode that opens during the cooldown waits, and is requested when it ends. A retrain
+is never requested as of a day the last one already trained up to: it would fit the same window
+again (an identical model). Such an episode waits for an ERROR on a later day.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class RetrainCursor:
     episodes: dict[str, Episode] = field(default_factory=dict)
     last_request_at: float | None = None
     last_run_key: str | None = None
+    last_as_of: str | None = None  # the training window's last day of the last request
 
     def is_new(self, check: str, record_id: int) -> bool:
         return record_id > self.seen.get(check, 0)
@@ -83,7 +86,8 @@ class RetrainCursor:
         return json.dumps({"seen": self.seen,
                            "episodes": {k: asdict(v) for k, v in self.episodes.items()},
                            "last_request_at": self.last_request_at,
-                           "last_run_key": self.last_run_key}, sort_keys=True)
+                           "last_run_key": self.last_run_key,
+                           "last_as_of": self.last_as_of}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> RetrainCursor:
@@ -93,7 +97,8 @@ class RetrainCursor:
             doc = json.loads(text)
             return cls({k: int(v) for k, v in doc.get("seen", {}).items()},
                        {k: Episode(**v) for k, v in doc.get("episodes", {}).items()},
-                       doc.get("last_request_at"), doc.get("last_run_key"))
+                       doc.get("last_request_at"), doc.get("last_run_key"),
+                       doc.get("last_as_of"))
         except (ValueError, TypeError, AttributeError):
             return cls()  # a cursor from another version: start over (episodes re-open once)
 
@@ -157,7 +162,8 @@ def plan_retrain(
                                      ev.error_days[-1], ev.run_id, ev.observed, ev.drift_share)
         notes.append(f"{ev.check} ERROR on {', '.join(ev.error_days)} against "
                      f"{ev.production_model_id}: a new drift episode")
-    new = RetrainCursor(seen, episodes, cursor.last_request_at, cursor.last_run_key)
+    new = RetrainCursor(seen, episodes, cursor.last_request_at, cursor.last_run_key,
+                        cursor.last_as_of)
     pending = sorted((e for e in episodes.values() if e.run_key is None),
                      key=lambda e: (e.start_day, MONITORING_CHECKS.index(e.check)))
     if not pending:
@@ -181,6 +187,12 @@ def plan_retrain(
     first = pending[0]
     run_key = run_key_of(first)
     as_of = min(max(e.last_error_day for e in pending), latest_features_day)
+    if cursor.last_as_of is not None and as_of <= cursor.last_as_of:
+        notes.append(f"the last retrain ({cursor.last_run_key}) trained as of {cursor.last_as_of}; "
+                     f"one as of {as_of} would fit the same window again, so "
+                     + ", ".join(f"{e.check} since {e.start_day}" for e in pending)
+                     + f" waits for an ERROR on a day after {cursor.last_as_of}")
+        return new, None, notes
     start = min(min(e.start_day for e in pending), as_of)
     shares = [e.drift_share for e in pending if e.drift_share is not None]
     request = RetrainRequest(
@@ -189,7 +201,7 @@ def plan_retrain(
         drift_share=max(shares) if shares else None, production_model_id=first.production_model_id)
     for e in pending:
         e.run_key = run_key
-    new.last_request_at, new.last_run_key = now, run_key
+    new.last_request_at, new.last_run_key, new.last_as_of = now, run_key, as_of
     notes.append(f"retrain requested ({run_key}): as_of {as_of}, re-scoring {start}..{request.end}")
     return new, request, notes
 

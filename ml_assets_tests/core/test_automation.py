@@ -92,6 +92,29 @@ def test_performance_and_drift_in_one_tick_make_one_run():
     assert all(e.run_key == request.run_key for e in cursor.episodes.values())
 
 
+def test_an_episode_with_no_day_after_the_last_retrain_waits_for_one():
+    """model_performance opens an episode at one tick and feature_drift at the next, on the same
+    days: a second retrain as of the same day would fit the same window (an identical model)."""
+    cursor, first, _ = plan_retrain(
+        RetrainCursor(), [ev(1, "ERROR", ["2024-03-10", "2024-03-12"], check="model_performance",
+                             share=None)], "m1", "2024-03-12", now=0.0, cooldown_seconds=0)
+    cursor = RetrainCursor.from_json(cursor.to_json())  # as the daemon stores it
+    assert first is not None and cursor.last_as_of == "2024-03-12"
+    cursor, second, notes = plan_retrain(cursor, [ev(2, "ERROR", ["2024-03-11", "2024-03-12"])],
+                                         "m1", "2024-03-12", now=1.0, cooldown_seconds=0)
+    assert second is None and "would fit the same window again" in notes[-1]
+    assert "feature_drift since 2024-03-11 waits for an ERROR on a day after 2024-03-12" in notes[-1]
+    # the retrain promoted m2; drift measured against it on the same days: still the same window
+    cursor, third, _ = plan_retrain(cursor, [ev(3, "ERROR", ["2024-03-12"], model="m2")], "m2",
+                                    "2024-03-12", now=2.0, cooldown_seconds=0)
+    assert third is None
+    # an ERROR on a new day: a retrain as of it
+    cursor, fourth, _ = plan_retrain(cursor, [ev(4, "ERROR", ["2024-03-13"], model="m2")], "m2",
+                                     "2024-03-13", now=3.0, cooldown_seconds=0)
+    assert fourth is not None and fourth.as_of == "2024-03-13"
+    assert fourth.run_key == "retrain:feature_drift:m2:2024-03-12"
+
+
 def test_as_of_never_passes_the_newest_features_day():
     _, request, _ = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-03-20"])], "m1",
                                  "2024-03-18", now=0.0, cooldown_seconds=0)
