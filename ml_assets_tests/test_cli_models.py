@@ -34,6 +34,13 @@ def two_models(env, capsys):  # noqa: F811
 
 
 def test_list_show_rollback_promote_audit(two_models, capsys):
+    # one fixture (two CLI runs, about a minute) for the three parts
+    _cli_runs_are_tagged_and_audited_as_the_user(two_models, capsys)
+    _list_show_rollback_promote_audit(two_models, capsys)
+    _a_model_that_failed_its_gates_is_refused_before_any_run(two_models, capsys)
+
+
+def _list_show_rollback_promote_audit(two_models, capsys):
     config = str(two_models)
     listed = _json(capsys, ["models", "list", "--config", config, "--json"])
     assert [v["version"] for v in listed["versions"]] == ["v1.0.0", "v1.1.0"]
@@ -61,7 +68,7 @@ def test_list_show_rollback_promote_audit(two_models, capsys):
     assert "production,candidate" in capsys.readouterr().out
 
 
-def test_cli_runs_are_tagged_and_audited_as_the_user(two_models, capsys):
+def _cli_runs_are_tagged_and_audited_as_the_user(two_models, capsys):
     import dagster as dg
 
     audit = _json(capsys, ["models", "audit", "--config", str(two_models), "--json"])["entries"]
@@ -75,7 +82,9 @@ def test_cli_runs_are_tagged_and_audited_as_the_user(two_models, capsys):
     assert sorted(r.tags["ml_assets/partition"] for r in runs) == ["2013-01-12", "2013-01-15"]
 
 
-def test_a_model_that_failed_its_gates_is_refused_before_any_run(two_models, capsys):
+def _a_model_that_failed_its_gates_is_refused_before_any_run(two_models, capsys):
+    """v1.0.0 (previous) marked as failed its gates: rollback and promote refuse it before
+    any run starts, exit 2 naming --force; --force does it, audited as forced."""
     import dagster as dg
 
     config = str(two_models)

@@ -51,7 +51,8 @@ RUNNING = dg.DefaultSensorStatus.RUNNING
 
 # ---------------------------------------------------------------- reading the instance
 def monitoring_evaluations(instance: dg.DagsterInstance, spec: PipelineSpec) -> list[Evaluation]:
-    """The newest stored result of each monitoring check.
+    """The newest stored result of each monitoring check, once the run that stored it has
+    finished (so a run's checks are read together, in one tick).
 
     Only the newest per check: Dagster's default SQLite event log is sharded per run and cannot
     be read as one stream after a cursor, so two results of the same check stored between two
@@ -60,11 +61,19 @@ def monitoring_evaluations(instance: dg.DagsterInstance, spec: PipelineSpec) -> 
     """
     names = spec.names
     out: list[Evaluation] = []
+    finished: dict[str, bool] = {}
     for key, check in ((names.drift, "feature_drift"), (names.drift, "prediction_drift"),
                        (names.model_performance, "model_performance")):
         record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, check))
         evaluation = record.event.asset_check_evaluation if record and record.event else None
         if evaluation is None:
+            continue
+        # a run's checks are read once the run has finished, all in the same tick: a tick in
+        # the middle of it would see model_performance before feature_drift and plan twice
+        if record.run_id not in finished:
+            run = instance.get_run_by_id(record.run_id)
+            finished[record.run_id] = run is None or run.is_finished
+        if not finished[record.run_id]:
             continue
         meta = {k: v.value for k, v in evaluation.metadata.items()}
         out.append(Evaluation.from_metadata(record.id, record.run_id, check, meta))

@@ -161,7 +161,9 @@ def test_transform_returning_non_dataframe_raises(processed):
 
 
 def test_missing_feature_column_raises_naming_it(processed):
-    cfg = make_config(features={"numeric": ["distance", "speed"], "categorical": ["city"]})
+    # the transforms run but none makes 'speed' (without transforms the config refuses it)
+    cfg = make_config(features={"numeric": ["distance", "speed"], "categorical": ["city"],
+                                "transforms": [f"{HERE}:add_ratio"]})
     with pytest.raises(FeatureError) as info:
         build_features(processed, cfg)
     assert "['speed']" in str(info.value)

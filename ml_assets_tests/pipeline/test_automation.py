@@ -102,6 +102,28 @@ def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhoo
     day11 = materializations(run, "drift")["2024-03-11"].metadata
     assert day11["level"].value == "OK" and isinstance(day11["drift_share"].value, float)
 
+    # while that run is still going its check results are not read (all of a run's monitoring
+    # checks are read in one tick, so they make one plan)
+    from ml_assets.defs.automation import monitoring_evaluations
+    from ml_assets.defs.spec import PipelineSpec
+
+    class Running:  # the same instance, seen while that run is still going
+        def __init__(self, inner, run_id):
+            self.inner, self.run_id = inner, run_id
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def get_run_by_id(self, run_id):
+            found = self.inner.get_run_by_id(run_id)
+            return found.with_status(dg.DagsterRunStatus.STARTED) if run_id == self.run_id else found
+
+    spec = PipelineSpec(cfg)
+    read = {e.check for e in monitoring_evaluations(instance, spec) if e.run_id == run.run_id}
+    assert read == {"feature_drift", "prediction_drift", "model_performance"}
+    assert [e for e in monitoring_evaluations(Running(instance, run.run_id), spec)
+            if e.run_id == run.run_id] == []
+
     # the retrain sensor reads the stored result: one run for the episode
     tick = retrain.evaluate_tick(dg.build_sensor_context(instance=instance))
     [retrain_request] = tick.run_requests
