@@ -196,12 +196,67 @@ def _race_promotions(store, pipeline, contenders, champion_id):
     return wins, conflicts
 
 
-def test_two_concurrent_promotions_exactly_one_wins(store, cfg):
+def _three_versions(store, cfg):
     versions = []
     for seed in range(3):
         m = train(synthetic_days(n_days=12, rows=60, seed=seed), cfg)
         versions.append(store.register("syn", m, gates_for(m, 0.5), lineage_of({}, str(seed)))[0])
-    champion, a, b = versions
+    return versions
+
+
+class _HeldWriter:
+    """The raw store, but the first conditional write of the holding thread waits until the
+    other promotion has finished: the interleaving a race produces, made deterministic."""
+
+    def __init__(self, inner):
+        self.inner, self.holder = inner, None
+        self.read_done, self.other_done = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put_if(self, *args, **kwargs):
+        if threading.current_thread() is self.holder and not self.read_done.is_set():
+            self.read_done.set()  # it has read the aliases and is about to write
+            assert self.other_done.wait(30)
+        return self.inner.put_if(*args, **kwargs)
+
+
+def test_a_promotion_that_read_stale_aliases_loses(store, cfg):
+    """On both backends (S3: a conditional PUT that gets 412): A reads the aliases, B promotes,
+    then A writes with what it read and loses, as a conflict naming the move."""
+    champion, a, b = _three_versions(store, cfg)
+    store.move_aliases("syn", promote_change(champion, None, {}))
+    held = _HeldWriter(store.store)
+    store.store = held
+    outcome = {}
+
+    def promote_a():
+        try:
+            store.move_aliases("syn", promote_change(a, champion.model_id, {}))
+            outcome["a"] = "won"
+        except AliasConflict as exc:
+            outcome["a"] = str(exc)
+
+    thread = threading.Thread(target=promote_a)
+    held.holder = thread
+    thread.start()
+    assert held.read_done.wait(30)
+    store.move_aliases("syn", promote_change(b, champion.model_id, {}))  # B, while A waits
+    held.other_done.set()
+    thread.join(30)
+    assert "production moved from" in outcome["a"], outcome
+    state = store.aliases("syn")
+    assert (state.model_id("production"), state.model_id("previous")) == (b.model_id,
+                                                                          champion.model_id)
+
+
+def test_two_concurrent_promotions_exactly_one_wins(tmp_path, cfg):
+    """Real threads against the local store's file lock. (On S3 the compare-and-swap is the
+    server's conditional PUT, which moto's threaded test server does not make atomic: the
+    deterministic interleaving above covers S3.)"""
+    store = ModelStore(LocalStore(str(tmp_path / "models")))
+    champion, a, b = _three_versions(store, cfg)
     store.move_aliases("syn", promote_change(champion, None, {}))
     for _ in range(10):  # ten races, each from the same champion
         wins, conflicts = _race_promotions(store, "syn", [a, b], champion.model_id)
