@@ -181,8 +181,8 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 "metrics": metrics_from_metadata(meta),
                 "model_uri": meta.get("model_uri"),
                 # days of the training window never materialized, or materialized empty
-                "window_days_missing": _listed(meta.get("window_days_missing")),
-                "window_days_empty": _listed(meta.get("window_days_empty")),
+                "window_days_missing": _days(meta.get("window_days_missing")),
+                "window_days_empty": _days(meta.get("window_days_empty")),
             }
     checks, failed_blocking = [], []
     last = end - dt.timedelta(days=1)
@@ -243,16 +243,10 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
 
 
 def _days(value) -> list[str]:
+    """Days written in metadata as 'a, b' ('none': no day) back into a list."""
     if not value or value == "none":
         return []
     return [d.strip() for d in str(value).split(",") if d.strip()]
-
-
-def _listed(text: Any) -> list[str]:
-    """A metadata list of days written as 'a, b' ('none': no day) back into a list."""
-    if not text or text == "none":
-        return []
-    return [d.strip() for d in str(text).split(",") if d.strip()]
 
 
 def _ranges(days: list[str]) -> str:
