@@ -136,6 +136,12 @@ def test_a_training_window_with_missing_days_is_said(env, capsys):
     assert ("window       trained anyway without 3 day(s) never materialized "
             "(2013-01-03..2013-01-05)") in render(summary), render(summary)
     assert code == 0, err
+    # a window that reaches before the pipeline's first day: those days are not missing
+    code = cli.main(["run", "--config", str(config), "--start", "2013-01-06", "--end",
+                     "2013-01-09", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["model"]["window_days_missing"] == [
+        "2013-01-03", "2013-01-04", "2013-01-05"]  # not 2012-12-30..2012-12-31
 
 
 @pytest.mark.parametrize(
