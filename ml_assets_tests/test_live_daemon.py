@@ -140,9 +140,10 @@ def test_drift_retrains_by_itself_under_the_daemon(tmp_path, monkeypatch):
             for check in ("feature_drift", "prediction_drift", "model_performance"):
                 meta = _evaluation(instance, stable[0].run_id, check)
                 assert meta["level"] != "ERROR", (check, meta)
-            time.sleep(15)  # three sensor intervals: the retrain sensor has looked
             assert _runs(instance, **{TRIGGER: "drift"}) == [], _describe(instance)
             assert _runs(instance, **{TRIGGER: "performance"}) == [], _describe(instance)
+            # no waiting here: by the end the retrain sensor has looked at these results for
+            # minutes, and no retrain may name a stable day (checked below)
 
             # 2. shifted days arrive
             for name in ("2024-03-13.csv", "2024-03-14.csv"):
@@ -158,6 +159,10 @@ def test_drift_retrains_by_itself_under_the_daemon(tmp_path, monkeypatch):
             retrains = loop.wait_for("a finished retrain run with ml_assets/trigger=drift",
                                      lambda: _finished(_runs(instance, **{TRIGGER: "drift"})), 240)
             assert len(retrains) == 1, _describe(instance)
+            stable_retrains = [r for trigger in ("drift", "performance")
+                               for r in _runs(instance, **{TRIGGER: trigger})
+                               if r.tags.get("ml_assets/partition") in ("2024-03-11", "2024-03-12")]
+            assert stable_retrains == [], _describe(instance)
             run = retrains[0]
             assert run.tags["ml_assets/pipeline"] == "rentals"
             assert run.tags["ml_assets/partition"] == "2024-03-14"
