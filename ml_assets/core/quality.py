@@ -79,20 +79,22 @@ def columns_present_check(config: PipelineConfig) -> Accumulator:
     def measure(key, frame, problems=()):
         missing = [c for c in required if c not in frame.columns]
         files = sorted(frame[SOURCE_FILE].unique().tolist()) if missing and SOURCE_FILE in frame else []
-        lines, extra = [], []
+        lines, extra, header = [], [], []
         for p in problems:
             if p.kind == "columns":
-                target = extra if getattr(p, "extra", False) else missing
+                target = (header if getattr(p, "header", False)
+                          else extra if getattr(p, "extra", False) else missing)
                 target.extend(c for c in p.columns if c not in target)
                 files.append(p.uri)
                 lines.append(f"partition {key}: {p.message}")
-        return missing, sorted(set(files)), lines, extra
+        return missing, sorted(set(files)), lines, extra, header
 
     def reduce(m):
-        failing = sorted(k for k, v in m.items() if v[0] or v[3])
+        failing = sorted(k for k, v in m.items() if v[0] or v[3] or v[4])
         files = sorted({f for k in failing for f in m[k][1]})
         missing_all = sorted({c for k in failing for c in m[k][0]})
         extra_all = sorted({c for k in failing for c in m[k][3]})
+        header_all = sorted({c for k in failing for c in m[k][4]})
         lines = [line for k in sorted(m) for line in m[k][2]]
         details: dict[str, Any] = {}
         if failing:
@@ -102,8 +104,10 @@ def columns_present_check(config: PipelineConfig) -> Accumulator:
             if lines:
                 details["problems"] = "\n".join(lines[:10]) + (
                     f"\n(+{len(lines) - 10} more)" if len(lines) > 10 else "")
-        observed = missing_all or (f"outside the contract: {', '.join(extra_all)}"
-                                   if extra_all else "none")
+        observed = (missing_all or "none") if not (header_all or extra_all) else "; ".join(part for part in (
+            ", ".join(missing_all),
+            f"unparseable header: {', '.join(header_all)}" if header_all else "",
+            f"outside the contract: {', '.join(extra_all)}" if extra_all else "") if part)
         return Outcome("required_columns", not failing, observed, "no missing columns", details)
 
     return Accumulator(measure, reduce)

@@ -85,6 +85,7 @@ class FileProblem:
     message: str
     columns: list[str] = field(default_factory=list)  # missing (or, with `extra`, outside)
     extra: bool = False  # `columns` problem: columns outside the contract (extra_columns: fail)
+    header: bool = False  # `columns` problem: an unparseable header (`columns`: the names at fault)
     size: int | None = None
     sha256: str | None = None
     days: list[str] = field(default_factory=list)
@@ -152,17 +153,31 @@ def _csv_header(data: bytes) -> list[str]:
     return next(csv.reader([first.decode("utf-8-sig")]), [])
 
 
-def _header_problem(names: list[str]) -> str | None:
+def _header_problem(names: list[str]) -> tuple[str, list[str]] | None:
+    """(what is wrong with a header, the names at fault: `column <i>` for a blank one)."""
     empty = [i + 1 for i, n in enumerate(names) if not str(n).strip()]
     if empty:
-        return f"unparseable header: column(s) {empty} have no name"
+        return (f"unparseable header: column(s) {empty} have no name",
+                [f"column {i} (no name)" for i in empty])
     seen, dup = set(), []
     for n in names:
         if n in seen and n not in dup:
             dup.append(n)
         seen.add(n)
     if dup:
-        return f"unparseable header: column name(s) {dup} appear more than once"
+        return (f"unparseable header: column name(s) {dup} appear more than once",
+                [f"{n} (more than once)" for n in dup])
+    return None
+
+
+def _rename_hint(required: str, found: str) -> str | None:
+    """Why a found column name may be a required one under another spelling, or None."""
+    if found.strip() == required:
+        return f"{found!r} is {required!r} with spaces around it"
+    if found.strip().lower() == required.lower():
+        return f"{found!r} differs from {required!r} only in case (names are case-sensitive)"
+    if required.lower() in found.lower().replace(" ", "_"):
+        return f"{found!r} may be {required!r} renamed"
     return None
 
 
@@ -173,11 +188,23 @@ def _read_csv(data: bytes) -> pd.DataFrame:
         return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""],
                            encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise Unreadable(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise Unreadable(_not_utf8(data, exc)) from None
     except pd.errors.EmptyDataError:
         raise Unreadable("no header row") from None
     except (pd.errors.ParserError, ValueError) as exc:
-        raise Unreadable(str(exc).replace("Error tokenizing data. C error: ", "")) from None
+        raise Unreadable(" ".join(str(exc).replace("Error tokenizing data. C error: ", "")
+                                  .split())) from None
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, as a line and a byte of the whole file (pandas decodes
+    in chunks, so its own offset is only within a chunk)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        exc = whole
+    line = data.count(b"\n", 0, exc.start) + 1
+    return f"not UTF-8 text ({exc.reason} at line {line}, byte {exc.start} of the file)"
 
 
 def _parquet_fragment(uri: str, s3_client: Any, size: int | None):
@@ -226,6 +253,23 @@ def _timestamp_filter(field_type, column: str, ranges: list[tuple[dt.date, dt.da
     return expr
 
 
+def _nan_as_text(table: Any, frame: pd.DataFrame, columns: list[str]) -> None:
+    """A Parquet float NaN (a value, not a null) becomes the text `NaN`, as a CSV file holds it,
+    so the contract rejects it as non-finite unless the column allows it: pandas reads NaN and
+    null alike. Only columns that hold a NaN change (to object: floats, None and `NaN`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in columns:
+        if name not in table.column_names or not pa.types.is_floating(table.column(name).type):
+            continue
+        nan = pc.fill_null(pc.is_nan(table.column(name)), False).to_numpy(zero_copy_only=False)
+        if nan.any():
+            values = frame[name].to_numpy(dtype="float64", na_value=np.nan).astype(object)
+            values[nan] = "NaN"
+            frame[name] = values
+
+
 class _Reader:
     """Reads and checks one file at a time against the contract."""
 
@@ -235,6 +279,7 @@ class _Reader:
         self.config, self.source, self.client = config, source, s3_client
         self.required = expected_columns(config)
         self.contract = set(config.columns)
+        self.numbers = [c for c, spec in config.schema_.items() if spec.dtype in ("int64", "float64")]
         self.ts = source.timestamp_column
         self.action = config.extra_columns
         self.read: list[str] = []
@@ -242,13 +287,12 @@ class _Reader:
     def _columns_problem(self, uri: str, names: list[str], extra: list[str]) -> FileProblem | None:
         header = _header_problem(names)
         if header:
-            return FileProblem(uri, "columns", f"{uri}: {header}; found {names}",
-                               columns=[str(n) for n in names])
+            return FileProblem(uri, "columns", f"{uri}: {header[0]}; found {names}",
+                               columns=header[1], header=True)
         missing = [c for c in self.required if c not in names]
         if missing:
-            hints = [f"{n!r} may be {c!r} renamed" for c in missing for n in extra
-                     if c.lower() in str(n).lower().replace(" ", "_")]
-            hint = f" ({'; '.join(hints)}; names are case-sensitive)" if hints else ""
+            hints = [h for c in missing for n in extra if (h := _rename_hint(c, str(n)))]
+            hint = f" ({'; '.join(hints)})" if hints else ""
             return FileProblem(uri, "columns", f"{uri}: missing required column(s) {missing}{hint}; "
                                f"expected {self.required}, found {names}", columns=missing)
         if extra and self.action == "fail":
@@ -365,6 +409,7 @@ class _Reader:
                         pa.schema([schema.field(c) for c in columns]).empty_table()
                     rows = np.concatenate(numbers) if numbers else np.zeros(0, dtype="int64")
                 frame = table.to_pandas()
+                _nan_as_text(table, frame, self.numbers)
             except Exception as exc:  # corrupt pages, bad encodings
                 return self._unreadable(uri, f"corrupt Parquet data ({exc})")
         finally:

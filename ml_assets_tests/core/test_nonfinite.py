@@ -134,6 +134,26 @@ def test_parquet_float_column_holding_inf_is_quarantined(tmp_path):
     assert allowed.processed["x1"].tolist() == [1.0, math.inf, -math.inf]
 
 
+def test_parquet_float_nan_is_rejected_like_nan_text_but_a_null_is_a_null(tmp_path):
+    """pandas reads a Parquet NaN and a null alike; the source tells them apart, so a NaN value
+    is quarantined as a CSV file's `NaN` text is, and a null is only a null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "id": [1, 2, 3], "ts": pa.array([dt.datetime(2024, 1, 5, 10)] * 3, pa.timestamp("us")),
+        "x1": pa.array([1.5, float("nan"), None], pa.float64()), "x2": [0.0] * 3,
+        "c": ["a"] * 3, "y": [1, 0, 1]}), tmp_path / f"{PART}.parquet")
+    result = _clean_file(_files_cfg(tmp_path, "parquet", nullable=True))
+    assert result.processed["id"].tolist() == [1, 3]
+    assert result.processed["x1"].iloc[0] == 1.5 and pd.isna(result.processed["x1"].iloc[1])
+    assert result.quarantine["reason"].tolist() == ["column 'x1': expected finite float64, found 'NaN'"]
+    allowed = _clean_file(_files_cfg(tmp_path, "parquet", nullable=True, allow_nonfinite=True))
+    assert allowed.quarantine.empty and allowed.processed["id"].tolist() == [1, 2, 3]
+    strict = _clean_file(_files_cfg(tmp_path, "parquet", nullable=False, allow_nonfinite=True))
+    assert strict.processed["id"].tolist() == [1]  # allowed NaN is a null: nullable applies
+
+
 # ---------------------------------------------------------------- the config key: bad input
 @pytest.mark.parametrize("spec,reason", [
     ({"dtype": "float64", "allow_nonfinite": "sometimes"}, "valid boolean"),

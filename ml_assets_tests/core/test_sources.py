@@ -100,3 +100,18 @@ def test_extra_columns_key_is_validated(tmp_path):
     assert "extra_columns" in str(err.value) and "'drop', 'keep' or 'fail'" in str(err.value)
     ok = load_config(write_config(tmp_path / "d.yaml", credit_dict("/x/*.csv")))
     assert ok.extra_columns == "drop"
+
+
+@pytest.mark.parametrize("found,hint", [
+    ("balance ", "'balance ' is 'balance' with spaces around it"),
+    ("Balance", "'Balance' differs from 'balance' only in case (names are case-sensitive)"),
+    ("account_balance", "'account_balance' may be 'balance' renamed"),
+])
+def test_a_missing_column_names_the_likely_misspelling(tmp_path, found, hint):
+    src = _two_days(tmp_path)
+    write_day(src, START, credit_frame(START, 10).rename(columns={"balance": found}), "csv")
+    rows = read_source(credit_config(src, "glob"), START, END,
+                       store=LocalStore(str(tmp_path / "t"))).day(D0)
+    [problem] = rows.problems
+    assert "missing required column(s) ['balance']" in problem.message
+    assert f"({hint})" in problem.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +101,8 @@ def test_an_unparseable_header_fails_required_columns_naming_file_and_column(tmp
     assert not check.passed
     assert "unparseable header" in check.metadata["problems"].value
     assert "['balance'] appear more than once" in check.metadata["problems"].value
+    # the names at fault, not every name of the header as if it were missing
+    assert check.metadata["observed"].value == "unparseable header: balance (more than once)"
     assert day_name(START, "csv") in check.metadata["files"].value
     assert parquet_files(_tables(storage)) == []
 
@@ -380,7 +383,15 @@ def test_dated_unreadable_file_blocks_only_its_day(tmp_path, storage, instance, 
     assert parquet_files(_tables(storage)) == []
     message = step_errors(result)
     assert f"partition {D[1]}" in message and str(path) in message and "cannot be read" in message
+    data = path.read_bytes()
+    if kind == "latin1":  # where, as a line of the whole file
+        at = data.index(b"\xe4")
+        line = data.count(b"\n", 0, at) + 1
+        assert f"at line {line}, byte {at} of the file" in message
     check = checks_by_name(result)["raw.readable_files"]
+    if kind == "ragged":  # pandas' message on one line, without its trailing newline
+        assert re.search(r"Expected \d+ fields in line 4, saw \d+ \(size \d+ B",
+                         check.metadata["files"].value), check.metadata["files"].value
     assert str(path) in check.metadata["files"].value
     from ml_assets.runner import summarize  # the summary names the day blocked, not the range
 
