@@ -195,6 +195,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
             "blocking": bool(blocking.get((ev.asset_key, ev.check_name), False)),
             "observed": meta.get("observed"),
             "threshold": meta.get("threshold"),
+            "description": " ".join((ev.description or "").split()) or None,
             "partitions": meta.get("failing_partitions") or (
                 "(unpartitioned)" if ev.asset_key.path[-1] in ("model", "production_model")
                 else f"{start}..{last}"
@@ -382,8 +383,10 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"  check {verdict}: {c['check']} on {c['asset']}: {days or c['partitions']}"
                          f" (observed {c['observed']}, threshold {c['threshold']})")
             continue
+        found = (f"observed {c['observed']}, threshold {c['threshold']}"
+                 if c["observed"] is not None or not c.get("description") else c["description"])
         lines.append(f"  check {verdict}: {c['check']} on {c['asset']} "
-                     f"partition(s) {c['partitions']}: observed {c['observed']}, threshold {c['threshold']}")
+                     f"partition(s) {c['partitions']}: {found}")
     for f in summary["step_failures"]:
         lines.append(f"  {f['line']}")
     lines += failed_partitions.render_lines(summary)

@@ -559,6 +559,7 @@ def _empty(reader: _Reader) -> pd.DataFrame:
                           if c in reader.required})
     frame[SOURCE_FILE] = pd.Series(dtype="str")
     frame[SOURCE_ROW] = pd.Series(dtype="int64")
+    frame[INGEST_REASON] = pd.Series(dtype="str")
     return frame
 
 
@@ -566,11 +567,12 @@ def _combine(parts: list[pd.DataFrame], reader: _Reader) -> pd.DataFrame:
     if not parts:
         return _empty(reader)
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    if INGEST_REASON in frame.columns:
-        if frame[INGEST_REASON].isna().all():
-            frame = frame.drop(columns=[INGEST_REASON])
-        else:  # last, after the lineage columns
-            frame = frame[[c for c in frame.columns if c != INGEST_REASON] + [INGEST_REASON]]
+    # always there (null where the row was placed in its day), last, after the lineage columns:
+    # every raw partition has the same platform columns, so only the source changes its schema
+    reason = (frame[INGEST_REASON].astype("str") if INGEST_REASON in frame.columns
+              else pd.Series(pd.NA, index=frame.index, dtype="str"))
+    frame = frame.drop(columns=[INGEST_REASON], errors="ignore")
+    frame[INGEST_REASON] = reason
     return frame
 
 

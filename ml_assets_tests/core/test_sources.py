@@ -43,7 +43,8 @@ def test_a_good_day_has_the_contract_and_lineage_columns(tmp_path, form, fmt):
     batch = read_source(cfg, START, END, store=LocalStore(str(tmp_path / "tables")))
     rows = batch.day(D1)
     assert rows.problems == [] and rows.extra == {}
-    assert list(rows.frame.columns) == [*cfg.columns, "_source_file", "_source_row"]
+    assert list(rows.frame.columns) == [*cfg.columns, "_source_file", "_source_row", INGEST_REASON]
+    assert rows.frame[INGEST_REASON].isna().all()
     assert rows.frame["_source_row"].tolist() == list(range(1, 11))
     assert rows.frame["_source_file"].str.endswith(f"credit-{D1}.{fmt}").all()
 
@@ -75,7 +76,8 @@ def test_glob_rows_are_split_by_timestamp_and_strays_go_to_the_home_day(tmp_path
     assert "outside the pipeline's partitions" in reasons[8] and "filed under 2024-03-01" in reasons[8]
     assert "no timestamp to place the row in a day" in reasons[9]
     assert reasons.isna().sum() == 5
-    assert INGEST_REASON not in second.frame.columns
+    # every day has the column (null where the row was placed): one raw schema for all days
+    assert list(second.frame.columns)[-1] == INGEST_REASON and second.frame[INGEST_REASON].isna().all()
     # the processed layer quarantines them with that reason, and keeps the others
     cleaned = clean(first.frame, cfg, D0)
     assert len(cleaned.processed) == 5 and len(cleaned.quarantine) == 2
