@@ -179,18 +179,19 @@ def lookup_lineage(built_from: Mapping[str, Mapping[str, str]],
     return out
 
 
+def lookup_line(name: str, entry: Mapping[str, Any]) -> str:
+    """One line for a lookup of `lookup_lineage(...)`: each version (12 characters) with its
+    days, and the current version if no day was built from it."""
+    current, versions = entry.get("current"), entry.get("versions") or {}
+    parts = [f"version {v[:12]}{', the current one,' if v == current else ''} on "
+             f"{_day_count(ranges)} day(s) ({', '.join(ranges)})" for v, ranges in versions.items()]
+    if current not in versions:
+        parts.append(f"none on the current version {str(current)[:12]}")
+    return f"{name}: " + "; ".join(parts)
+
+
 def mixed_lookups(lineage: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The lookups of `lookup_lineage(...)` whose days were built from several versions, or from
-    one that is not the current one, each with one line naming the versions and their days."""
-    out = {}
-    for name, entry in lineage.items():
-        current, versions = entry.get("current"), entry.get("versions") or {}
-        if not versions or list(versions) == [current]:
-            continue
-        parts = [f"version {v[:12]}{', the current one,' if v == current else ''} on "
-                 f"{_day_count(ranges)} day(s) ({', '.join(ranges)})"
-                 for v, ranges in versions.items()]
-        if current not in versions:
-            parts.append(f"none on the current version {str(current)[:12]}")
-        out[name] = f"{name}: " + "; ".join(parts)
-    return out
+    one that is not the current one, each with its `lookup_line`."""
+    return {name: lookup_line(name, entry) for name, entry in lineage.items()
+            if entry.get("versions") and list(entry["versions"]) != [entry.get("current")]}
