@@ -183,6 +183,8 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
                 # days of the training window never materialized, or materialized empty
                 "window_days_missing": _days(meta.get("window_days_missing")),
                 "window_days_empty": _days(meta.get("window_days_empty")),
+                # lookups whose versions differ across the window's features, one line each
+                "lookup_versions_mixed": _lines(meta.get("lookup_versions_mixed")),
             }
     checks, failed_blocking = [], []
     last = end - dt.timedelta(days=1)
@@ -248,6 +250,13 @@ def _days(value) -> list[str]:
     if not value or value == "none":
         return []
     return [d.strip() for d in str(value).split(",") if d.strip()]
+
+
+def _lines(value) -> list[str]:
+    """Lines written in metadata one a line ('none': no line) back into a list."""
+    if not value or value == "none":
+        return []
+    return [line for line in str(value).splitlines() if line.strip()]
 
 
 def _ranges(days: list[str]) -> str:
@@ -356,6 +365,8 @@ def render(summary: dict[str, Any]) -> str:
         if gaps:
             lines.append(f"  window       trained anyway without {' and '.join(gaps)}: "
                          "backfill them and re-run to train on the whole window")
+        for line in m.get("lookup_versions_mixed") or []:
+            lines.append(f"  lookups      trained anyway on mixed lookup versions: {line}")
         lines.append(f"  gate         {'PASSED' if m['gate_passed'] else 'FAILED'}: " + "; ".join(
             f"{c['check']} observed {c['observed']} (needs {c['threshold']})"
             for c in summary["gate"]["checks"]))

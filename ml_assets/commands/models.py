@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ml_assets.config import PipelineConfig
+from ml_assets.core.lookups import lookup_line, mixed_lookups
 from ml_assets.core.registry import ALIASES, ModelStore, ModelVersion, UnknownModel
 
 
@@ -93,6 +94,11 @@ def cmd_show(cfg: PipelineConfig, models: ModelStore, ref: str, as_json: bool) -
              f"  trained on   {record['train_days'][0]}..{record['train_days'][1]}, validated on "
              f"{record['validation_days'][0]}..{record['validation_days'][1]}",
              f"  model        {v.model_uri}"]
+    lookups = (v.sidecar.get("lineage") or {}).get("lookups") or {}
+    mixed = mixed_lookups(lookups)
+    for name, entry in lookups.items():  # the versions its training window was built from
+        lines.append(f"  lookup       {lookup_line(name, entry)}"
+                     + ("  (mixed: trained anyway)" if name in mixed else ""))
     git = (v.sidecar.get("manifest") or {}).get("git")
     if git:
         lines.append(f"  code         {git['commit'][:12]}{' (dirty)' if git['dirty'] else ''}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 import io
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ml_assets.config import Lookup
+from ml_assets.core.automation import contiguous_ranges
 from ml_assets.core.storage import glob_uri, read_uri
 
 
@@ -138,3 +140,58 @@ def lookup(name: str, default: str | None = None,
         raise LookupError_(f"lookup table {name!r} is not declared in this pipeline's config "
                            f"(declared: {sorted(in_use)}); add it under lookups")
     return in_use.derived(name, prepare)
+
+
+# ---------------------------------------------------------------- which versions a model used
+#: The version of a lookup for a features partition that recorded none (built before the lookup
+#: was declared).
+UNRECORDED = "unrecorded"
+
+
+def _day_ranges(days: list[str]) -> list[str]:
+    """Sorted ISO days as ranges: ['2013-01-01..2013-01-02', '2013-01-04']."""
+    return [a if a == b else f"{a}..{b}" for a, b in contiguous_ranges(days)]
+
+
+def _day_count(ranges: list[str]) -> int:
+    count = 0
+    for item in ranges:
+        first, _, last = item.partition("..")
+        count += (dt.date.fromisoformat(last or first) - dt.date.fromisoformat(first)).days + 1
+    return count
+
+
+def lookup_lineage(built_from: Mapping[str, Mapping[str, str]],
+                   current: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
+    """Which version of each lookup table a window of features was built from.
+
+    `built_from`: day -> {lookup name: version} as each features partition recorded it;
+    `current`: lookup name -> its newest version (None: never materialized), one entry per
+    declared lookup. Returns, per lookup, `{"current": version, "versions": {version: [days]}}`,
+    the days as ranges (`2013-01-01..2013-01-09`), the versions in the order of their first day;
+    a day that recorded no version for the lookup is under `unrecorded`."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, now in current.items():
+        days: dict[str, list[str]] = {}
+        for day in sorted(built_from):
+            days.setdefault(built_from[day].get(name) or UNRECORDED, []).append(day)
+        out[name] = {"current": now, "versions": {v: _day_ranges(d) for v, d in days.items()}}
+    return out
+
+
+def lookup_line(name: str, entry: Mapping[str, Any]) -> str:
+    """One line for a lookup of `lookup_lineage(...)`: each version (12 characters) with its
+    days, and the current version if no day was built from it."""
+    current, versions = entry.get("current"), entry.get("versions") or {}
+    parts = [f"version {v[:12]}{', the current one,' if v == current else ''} on "
+             f"{_day_count(ranges)} day(s) ({', '.join(ranges)})" for v, ranges in versions.items()]
+    if current not in versions:
+        parts.append(f"none on the current version {str(current)[:12]}")
+    return f"{name}: " + "; ".join(parts)
+
+
+def mixed_lookups(lineage: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The lookups of `lookup_lineage(...)` whose days were built from several versions, or from
+    one that is not the current one, each with its `lookup_line`."""
+    return {name: lookup_line(name, entry) for name, entry in lineage.items()
+            if entry.get("versions") and list(entry["versions"]) != [entry.get("current")]}

@@ -8,6 +8,7 @@ from ml_assets.core import quality
 from ml_assets.core.features import TransformError, build_features_days, one_line
 from ml_assets.core.lookups import lookups_in_use
 from ml_assets.defs.io_manager import TableBatch
+from ml_assets.defs.lineage import LOOKUP_VERSIONS
 from ml_assets.defs.lookups import load_lookups
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.spec import TABLE_IO, PipelineSpec
@@ -53,13 +54,16 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             # run's logs through the cause
             return dg.Failure(description=failure_line(exc, day, "features"))
 
-        with lookups_in_use(load_lookups(context, spec, storage)):
+        tables, versions = load_lookups(context, spec, storage)
+        with lookups_in_use(tables):
             # several days a call when the transforms are row-wise (core.batches bounds the rows)
             for day, frame in build_features_days(days, cfg, on_error=fail):
                 batch.add(day, frame)
                 for check in checks:
                     check.update(day, frame)
-        yield table_output(context, storage, batch, names.features)
+        # each partition records the lookup versions it was built from (the model's lineage)
+        yield table_output(context, storage, batch, names.features, metadata=(
+            {LOOKUP_VERSIONS: dg.MetadataValue.json(versions)} if versions else None))
         for check in checks:
             yield check_result(check.result(), names.features)
 

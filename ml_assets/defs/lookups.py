@@ -13,7 +13,7 @@ import pandas as pd
 from ml_assets.core.lookups import LookupError_, read_lookup
 from ml_assets.core.storage import read_uri
 from ml_assets.core.tables import column_schema, encode, from_parquet_bytes
-from ml_assets.defs.lineage import CONTENT_HASH, URI
+from ml_assets.defs.lineage import CONTENT_HASH, DATA_VERSION, URI
 from ml_assets.defs.names import LOOKUPS
 from ml_assets.defs.resources import StorageResource
 from ml_assets.defs.spec import PipelineSpec
@@ -64,10 +64,11 @@ def _lookup_asset(spec: PipelineSpec, name: str) -> dg.AssetsDefinition:
     return lookup_table
 
 
-def load_lookups(context: dg.AssetExecutionContext, spec: PipelineSpec,
-                 storage: StorageResource) -> dict[str, pd.DataFrame]:
-    """Every declared lookup table, read from the URI its newest materialization recorded."""
-    frames = {}
+def load_lookups(context: dg.AssetExecutionContext, spec: PipelineSpec, storage: StorageResource
+                 ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Every declared lookup table, read from the URI its newest materialization recorded, and
+    that materialization's data version (lookup name -> version)."""
+    frames, versions = {}, {}
     for name in spec.cfg.lookups:
         key = spec.names.lookup(name)
         event = context.instance.get_latest_materialization_event(key)
@@ -78,4 +79,5 @@ def load_lookups(context: dg.AssetExecutionContext, spec: PipelineSpec,
                 f"lookup table {key.to_user_string()} has no materialization: materialize it "
                 f"first (the {spec.names.pipeline_job} and {spec.names.daily_job} jobs do)"))
         frames[name] = from_parquet_bytes(read_uri(str(uri.value), storage.client_for(str(uri.value))))
-    return frames
+        versions[name] = (mat.tags or {}).get(DATA_VERSION)
+    return frames, versions

@@ -12,13 +12,14 @@ from ml_assets.core import quality
 from ml_assets.core.alerts import Alert
 from ml_assets.core.gates import bounds_text, evaluate_gates
 from ml_assets.core.lifecycle import feature_contract, set_alias_change
+from ml_assets.core.lookups import lookup_lineage, mixed_lookups
 from ml_assets.core.manifest import build_manifest
 from ml_assets.core.registry import AuditEntry
 from ml_assets.core.training import TrainingError, train
 from ml_assets.defs import tracking
 from ml_assets.defs.io_manager import LazyTables
 from ml_assets.defs.lifecycle import actor_of, trigger_of
-from ml_assets.defs.lineage import latest_versions
+from ml_assets.defs.lineage import current_version, latest_versions, lookup_versions_by_day
 from ml_assets.defs.names import gate_check_name, metric_key
 from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import PipelineSpec, window
@@ -74,6 +75,18 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             context.log.warning(
                 f"training window {days[0]}..{days[-1]}: {len(gaps)} of {len(days)} day(s) "
                 f"never materialized {gaps or ''}, {len(empty)} empty {empty or ''}")
+        # which version of each lookup table the window's features were built from
+        lookup_keys = {name: names.lookup(name) for name in cfg.lookups}
+        lookups = lookup_lineage(
+            lookup_versions_by_day(refs, lookup_keys),
+            {name: current_version(context.instance, key) for name, key in lookup_keys.items()})
+        mixed = mixed_lookups(lookups)
+        for line in mixed.values():  # trained anyway: said in the log, the metadata and the summary
+            context.log.warning(
+                f"training window {days[0]}..{days[-1]}: its features were built from more than "
+                f"one version of a lookup table, or not from its current one: {line}; "
+                "re-materialize the features of the days not on its current version to train "
+                "on one version")
         if len(refs) <= cfg.training.validation_days:
             raise dg.Failure(
                 f"training window {days[0]}..{days[-1]} has {len(refs)} materialized features "
@@ -95,6 +108,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             "features": {d: {"uri": r.uri, "content_hash": r.content_hash,
                              "data_version": r.data_version} for d, r in refs.items()},
             "missing_partitions": missing,
+            "lookups": lookups,
             "run_id": context.run_id,
         }
         models = storage.models()
@@ -142,6 +156,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             "missing_partitions": len(missing),
             "window_days_missing": ", ".join(gaps) or "none",
             "window_days_empty": ", ".join(empty) or "none",
+            "lookup_versions": dg.MetadataValue.json(lookups),
+            "lookup_versions_mixed": "\n".join(mixed.values()) or "none",
             "params": dg.MetadataValue.json(trained.params),
             "seed": int(trained.params.get("seed", 0)),
             "feature_partitions": dg.MetadataValue.json(lineage["features"]),
