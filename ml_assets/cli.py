@@ -13,7 +13,8 @@
 monitoring for the daily partitions in [start, end) as one single-run backfill, recorded in the
 instance at $DAGSTER_HOME (so the UI shows it). Exit status: 0 when every step and every blocking
 check passed; 1 when a blocking check failed or a step failed (named on stderr, one line each); 2
-for bad arguments, config or environment (a missing PII key included).
+for bad arguments, config or environment (a missing PII key, or one that differs from the key the
+pipeline's stored data was hashed with, included).
 
 Dagster's beta/preview/supersession warnings are ours to know, not the user's: they are silenced
 unless `--log-level DEBUG`.
@@ -179,14 +180,26 @@ def quiet_dagster_warnings(log_level: str | None) -> None:
 
 
 def check_pii_keys(cfg: PipelineConfig) -> None:
-    """A pipeline that hashes PII needs its HMAC key before anything runs: configuration, so
-    exit 2 naming the variable (not a step failure deep inside the run)."""
+    """A pipeline that hashes PII needs its HMAC key before anything runs, and the key its stored
+    data was hashed with (or an explicit rotation): configuration, so exit 2 naming the variable
+    (not a step failure deep inside the run)."""
     hashed = sorted(col for col, action in cfg.pii.items() if action == "hash")
     if hashed and not os.environ.get(cfg.pii_key_env):
         raise UsageError(
             f"{cfg.pii_key_env} is not set: pipeline {cfg.name!r} hashes PII column(s) {hashed} "
             f"with the HMAC key in that environment variable (pii_key_env); set it to a long "
             f"random secret (see .env.example)")
+    if hashed:  # the key the stored data was hashed with: read only, the raw step records it
+        from ml_assets.core.pii import ROTATE_ENV, PiiKeyRefused, check_key
+        from ml_assets.definitions import storage_for
+        from ml_assets.environment import settings_from_env
+
+        store = storage_for(settings_from_env()).tables()
+        try:
+            check_key(store, cfg.name, os.environ[cfg.pii_key_env], cfg.pii_key_env,
+                      os.environ.get(ROTATE_ENV))
+        except PiiKeyRefused as exc:
+            raise UsageError(f"pipeline {cfg.name!r}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

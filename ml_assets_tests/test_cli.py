@@ -302,6 +302,60 @@ def test_missing_pii_key_exits_2_naming_the_variable(env, capsys, monkeypatch, c
     assert "RENTALS_HMAC_KEY is not set" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- a PII key other than the stored one
+def _rentals_with_stored_key(env, monkeypatch, key: str):
+    """A rentals config and a tables store (DATA_PATH) whose data was hashed with `key`."""
+    from ml_assets.core.pii import ROTATE_ENV, remember_key
+    from ml_assets.core.storage import LocalStore
+
+    write_rentals(env / "landing", dt.date(2024, 3, 1), 3, rows=20)
+    config = write_config(env / "rentals.yaml", rentals_dict(str(env / "landing" / "{date}.csv"),
+                                                             end="2024-03-04"))
+    remember_key(LocalStore(str(env / "data")), "rentals", key, "ML_ASSETS_PII_KEY")
+    monkeypatch.delenv(ROTATE_ENV, raising=False)
+    return config
+
+
+@pytest.mark.parametrize("command", ["run", "release"])
+def test_another_pii_key_exits_2_before_the_run(env, capsys, monkeypatch, command):
+    from ml_assets.core.pii import key_fingerprint
+
+    config = _rentals_with_stored_key(env, monkeypatch, "key-one")
+    before = sorted(p.name for p in (env / "data").rglob("*"))
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "key-two")
+    assert cli.main([command, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    old, new = key_fingerprint("key-one"), key_fingerprint("key-two")
+    assert err == (
+        "ml-assets: error: pipeline 'rentals': ML_ASSETS_PII_KEY differs from the key this "
+        f"pipeline's stored data was hashed with (fingerprint {old}, now {new}): hashed columns "
+        f"would not join across days. To rotate the key on purpose, set "
+        f"ML_ASSETS_PII_KEY_ROTATE={new} for this run, then re-materialize raw for the stored "
+        "days; otherwise set ML_ASSETS_PII_KEY back to the old key\n")
+    assert sorted(p.name for p in (env / "data").rglob("*")) == before  # nothing ran
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_runs() == []
+
+
+def test_the_rotation_variable_passes_the_cli_check_only_for_the_new_key(env, capsys, monkeypatch):
+    from ml_assets.config import load_config
+    from ml_assets.core.pii import ROTATE_ENV, key_fingerprint
+
+    config = _rentals_with_stored_key(env, monkeypatch, "key-one")
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "key-two")
+    monkeypatch.setenv(ROTATE_ENV, key_fingerprint("key-two"))
+    cli.check_pii_keys(load_config(config))  # no error: the run may start, raw records it
+    for value, says in [("1", "ML_ASSETS_PII_KEY_ROTATE must be the 12-hex-character "
+                              "fingerprint of the new ML_ASSETS_PII_KEY (the refusal names it), "
+                              "found '1'"),
+                        (key_fingerprint("key-three"),
+                         f"ML_ASSETS_PII_KEY_ROTATE={key_fingerprint('key-three')} names another "
+                         "key than ML_ASSETS_PII_KEY")]:
+        monkeypatch.setenv(ROTATE_ENV, value)
+        assert cli.main(["run", "--config", str(config)]) == 2
+        assert says in capsys.readouterr().err
+
+
 def test_summary_names_extra_columns_that_ingest_records(tmp_path):
     """Columns outside the contract, as ingest records them per partition (names and counts),
     are named and counted in the summary."""

@@ -11,6 +11,10 @@ partition of the run is recorded as materialized, so nothing downstream can read
 and the previous materialization of a day (if any) stays the current one. Dagster records one
 output per run for all its partitions, so a blocked day stops the whole run: run the other days
 on their own, or fix the file (a new version of it is picked up by the new-data sensor).
+
+With a `hash` PII rule the key must be the one the pipeline's stored data was hashed with, or an
+explicit rotation (`core.pii`): checked before anything is read, recorded just before the output
+is written; each partition's metadata names the key's fingerprint (`pii_key_fingerprint`).
 """
 
 
@@ -22,7 +26,8 @@ import dagster as dg
 from ml_assets.config import FilesSource
 from ml_assets.core import keys, quality
 from ml_assets.core.contract import clean_days, expected_columns
-from ml_assets.core.pii import PiiKeyMissing, apply_pii, key_missing
+from ml_assets.core import pii
+from ml_assets.core.pii import PiiKeyMissing, PiiKeyRefused, apply_pii, key_missing
 from ml_assets.core.sources import SourceError, read_source
 from ml_assets.core.storage import put_all
 from ml_assets.defs.io_manager import TableBatch
@@ -73,6 +78,14 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         missing_key = key_missing(cfg.pii, key, cfg.pii_key_env)
         if missing_key is not None:  # before anything is read or written
             raise dg.Failure(description=str(missing_key))
+        # the key must be the one the stored data was hashed with (or an explicit rotation)
+        hashing = bool(pii.hashed_columns(cfg.pii))
+        rotate = os.environ.get(pii.ROTATE_ENV) if hashing else None
+        if hashing:
+            try:
+                pii.check_key(storage.tables(), cfg.name, key, cfg.pii_key_env, rotate)
+            except PiiKeyRefused as exc:
+                raise dg.Failure(description=f"raw: nothing written; {exc}") from None
         batch = TableBatch()
         columns = quality.columns_present_check(cfg)
         row_count = quality.row_count_check(cfg.checks.min_rows_per_day, cfg.checks.max_rows_per_day)
@@ -103,6 +116,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                 # so run totals below use other names than these
                 meta = {"source_files": ", ".join(rows.files)[:1000],
                         "rows_outside_day": rows.placed_rows}
+                if hashing:
+                    meta["pii_key_fingerprint"] = pii.key_fingerprint(key)
                 if rows.extra:
                     meta["extra_columns"] = ", ".join(sorted({c for cs in rows.extra.values()
                                                               for c in cs}))[:1000]
@@ -130,6 +145,23 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                 f"{blocked[first_day][0].message}"
                 + (f" (and {more} more partition(s): {', '.join(sorted(blocked)[1:6])}"
                    f"{' ...' if more > 5 else ''})" if more else "")))
+        key_meta = {}
+        if hashing:  # recorded just before the output is written; checked again (another run)
+            try:
+                decision = pii.remember_key(storage.tables(), cfg.name, key, cfg.pii_key_env,
+                                            rotate, by=f"run {context.run_id}")
+            except PiiKeyRefused as exc:
+                raise dg.Failure(description=f"raw: nothing written; {exc}") from None
+            if decision.action == "rotate":
+                key_meta["pii_key_rotated_from"] = decision.previous
+                context.log.warning(
+                    f"{cfg.name}: PII key rotated ({pii.ROTATE_ENV}): {cfg.pii_key_env} fingerprint "
+                    f"{decision.previous} -> {decision.fingerprint}, recorded in "
+                    f"{pii.key_record_key(cfg.name)}; days materialized with the old key do not "
+                    "join with new ones until raw is re-materialized for them")
+            elif decision.action == "first":
+                context.log.info(f"{cfg.name}: PII key fingerprint {decision.fingerprint} "
+                                 f"recorded in {pii.key_record_key(cfg.name)}")
         yield table_output(
             context, storage, batch, names.raw,
             metadata={"source_files_listed": len(source.files),
@@ -139,7 +171,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                       "columns_outside_contract_count": len(extra),
                       "columns_outside_contract_action": cfg.extra_columns,
                       "rows_outside_day_in_run": outside,
-                      "files_quarantined": readable.observed},
+                      "files_quarantined": readable.observed, **key_meta},
             partition_metadata=per_day,
         )
         yield from results
