@@ -200,6 +200,8 @@ def check_pii_keys(cfg: PipelineConfig) -> None:
                       os.environ.get(ROTATE_ENV))
         except PiiKeyRefused as exc:
             raise UsageError(f"pipeline {cfg.name!r}: {exc}") from None
+        except Exception:  # noqa: BLE001 - the store cannot be read: the raw step checks again
+            return        # and fails naming the store, as for any other storage problem
 
 
 def main(argv: list[str] | None = None) -> int:

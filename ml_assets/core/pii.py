@@ -198,7 +198,7 @@ def remember_key(store: ObjectStore, pipeline: str, key: str, key_env: str,
         decision = _decide(record, key, key_env, rotate)
         if decision.action == "same":
             return decision
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rotations = list(record.rotations) if record is not None else []
         if decision.action == "rotate":
             rotations.append({"at": now, "from": decision.previous, "to": decision.fingerprint,

@@ -24,9 +24,8 @@ import os
 import dagster as dg
 
 from ml_assets.config import FilesSource
-from ml_assets.core import keys, quality
+from ml_assets.core import keys, pii, quality
 from ml_assets.core.contract import clean_days, expected_columns
-from ml_assets.core import pii
 from ml_assets.core.pii import PiiKeyMissing, PiiKeyRefused, apply_pii, key_missing
 from ml_assets.core.sources import SourceError, read_source
 from ml_assets.core.storage import put_all
