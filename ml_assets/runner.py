@@ -270,6 +270,18 @@ def _ranges(days: list[str]) -> str:
     return ", ".join(a if a == b else f"{a}..{b}" for a, b in out)
 
 
+LINE_LIMIT = 1000
+
+
+def one_line(text: str, limit: int = LINE_LIMIT) -> str:
+    """`text` on one line; past `limit` characters, cut with a marker that says so (the run's
+    logs keep the whole message)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]} [... {len(flat) - limit} more characters in the run's logs]"
+
+
 def _error_parts(err) -> tuple[str, str]:
     """(exception class, one-line message) of the user's exception inside a Dagster error."""
     while err is not None and err.cause is not None and err.cls_name in (
@@ -283,7 +295,7 @@ def _error_parts(err) -> tuple[str, str]:
         message = message[len(prefix):]
     elif ": " in message.split("\n", 1)[0] and message.split(":", 1)[0].endswith(err.cls_name or "?"):
         message = message.split(": ", 1)[1]
-    return err.cls_name or "", " ".join(message.split())[:500]
+    return err.cls_name or "", one_line(message)
 
 
 def step_failure(event, start: dt.date, last: dt.date,
@@ -300,7 +312,7 @@ def step_failure(event, start: dt.date, last: dt.date,
         partitions = f"{start}..{last}" if start != last else start.isoformat()
     where = "" if event.step_key in unpartitioned else f" on partitions {partitions}"
     if described:
-        error = " ".join(described.split())[:500]
+        error = one_line(described)
         line = (f"step {event.step_key} failed: {error}" if "partition" in error
                 else f"step {event.step_key} failed{where}: {error}")
     else:

@@ -382,3 +382,14 @@ def test_summary_names_extra_columns_that_ingest_records(tmp_path):
     assert summary["extra_columns"]["extra_columns"] == ["contact_email", "note"]
     summary["prediction_days"] = {}
     assert "  extra columns: contact_email, note" in render(summary)
+
+
+def test_a_long_failure_line_is_cut_with_a_marker_not_silently():
+    from ml_assets.runner import LINE_LIMIT, one_line
+
+    text = "partition 2024-03-14 is blocked:\n" + ", ".join(f"2024-03-{d:02d}" for d in range(1, 29)) * 8
+    line = one_line(text)
+    flat = " ".join(text.split())
+    assert "\n" not in line and line.startswith(flat[:LINE_LIMIT])
+    assert line.endswith(f" [... {len(flat) - LINE_LIMIT} more characters in the run's logs]")
+    assert one_line("short\n  message") == "short message"

@@ -103,8 +103,14 @@ def day_drift(day: str, reference: pd.DataFrame, current: pd.DataFrame, config: 
     validation predictions)."""
     d = config.drift
     settings = settings_of(d)
-    result = dataset_drift(reference, current, list(config.features.numeric),
-                           list(config.features.categorical), settings)
+    numeric, categorical, added = comparable_features(config, reference)
+    result = dataset_drift(reference, current, numeric, categorical, settings)
+    if added:  # features the production model was not trained on: named, not evaluated
+        kinds = kinds_of(config)
+        result = DriftResult(result.columns + [
+            ColumnDrift(c, kinds[c], settings.method(kinds[c]), math.nan,
+                        settings.threshold(kinds[c]), False, len(reference), len(current),
+                        ADDED_NOTE, evaluated=False) for c in added])
     watched = list(d.columns) if d.columns else list(config.feature_columns)
     pred = None
     if validation_predictions is not None and predictions is not None:
@@ -117,6 +123,19 @@ def day_drift(day: str, reference: pd.DataFrame, current: pd.DataFrame, config: 
     if pred is not None and pred.drifted:
         out.prediction_level = ERROR if d.prediction_level == "error" else WARN
     return out
+
+
+ADDED_NOTE = ("not in the production model's training rows (a feature added to the config "
+              "after it was trained): compared once a model trained with it is in production")
+
+
+def comparable_features(config: PipelineConfig, reference: pd.DataFrame
+                        ) -> tuple[list[str], list[str], list[str]]:
+    """(numeric, categorical) features the reference rows hold, and the features they do not
+    hold: added to the config after the production model was trained."""
+    added = [c for c in config.feature_columns if c not in reference.columns]
+    return ([c for c in config.features.numeric if c not in added],
+            [c for c in config.features.categorical if c not in added], added)
 
 
 def kinds_of(config: PipelineConfig) -> dict[str, str]:

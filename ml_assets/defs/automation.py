@@ -195,6 +195,14 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                 if later:  # a day not yet a partition (it has not ended): look again later
                     notes.append(f"{f.uri}: day(s) {', '.join(later)} not yet a partition; waiting")
                     continue
+                if not inside:
+                    p = spec.cfg.partitions
+                    spans = ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_ranges(days))
+                    notes.append(f"{f.uri}: its day(s) {spans} are outside the pipeline's "
+                                 f"partitions ({p.start}..{p.end}, end exclusive): nothing to "
+                                 "ingest (raw's readable_files reports it)")
+                    _remember(seen, f)
+                    continue
                 fresh = [d for d in inside if d not in done or done[d] < f.modified]
                 if not fresh:
                     notes.append(f"{f.uri}: its day(s) are already materialized from this version")

@@ -20,6 +20,7 @@ from ml_assets.core.monitoring import (
     WARN,
     DayDrift,
     RunVerdict,
+    comparable_features,
     day_drift,
     drift_verdicts,
     labelled_predictions,
@@ -147,8 +148,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         for x in chosen:
             current = features[x.day]  # read again: a step holds one day at a time
             try:
-                html = evidently_report_html(reference, current, list(cfg.features.numeric),
-                                             list(cfg.features.categorical), settings_of(d),
+                numeric, categorical, _ = comparable_features(cfg, reference)
+                html = evidently_report_html(reference, current, numeric, categorical, settings_of(d),
                                              sample_rows=d.report_sample_rows, seed=d.seed)
             except ValueError as exc:  # no column with values on both sides
                 meta[x.day]["report"] = f"not rendered: {exc}"

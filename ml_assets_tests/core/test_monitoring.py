@@ -72,6 +72,20 @@ def test_only_watched_columns_count_toward_the_share(days):
     assert result.share == 0.0 and result.level == OK
 
 
+def test_a_feature_the_production_model_lacks_is_named_not_evaluated(cfg, days):
+    """The config gained feature `x2` after production was trained: its reference rows lack it.
+    The other features are still compared; x2 is listed as not evaluated, saying why."""
+    reference = pd.concat([days[d] for d in list(days)[:5]], ignore_index=True).drop(columns=["x2"])
+    moved = days["2024-01-07"].copy()
+    moved["x1"] += 3.0
+    result = day_drift("2024-01-07", reference, moved, cfg, None, None)
+    by = result.features.by_column()
+    assert by["x1"].drifted and by["c"].evaluated
+    assert not by["x2"].evaluated and "added to the config after it was trained" in by["x2"].note
+    assert result.share == 0.5  # x1 of the two evaluated features
+    assert list(result.table()["column"]) == ["x1", "c", "x2"]
+
+
 def test_an_empty_day_is_not_drift(cfg, days):
     reference = pd.concat(list(days.values()), ignore_index=True)
     result = day_drift("2024-01-09", reference, days["2024-01-08"].iloc[0:0], cfg, None, None)

@@ -56,6 +56,23 @@ def _sensor(defs, name):
     return defs.resolve_sensor_def(name)
 
 
+@pytest.mark.parametrize("form", ["date", "glob"])
+def test_a_new_file_whose_days_are_outside_the_partitions_is_said_so(tmp_path, storage, instance,
+                                                                     form):
+    """Not 'already materialized': the sensor says the file's days are outside the partitions."""
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    rentals_frame(dt.date(2023, 12, 1), 5, seed=1).to_csv(folder / "2023-12-01.csv", index=False)
+    uri = str(folder / ("{date}.csv" if form == "date" else "*.csv"))
+    cfg = load_config(write_config(tmp_path / "rentals.yaml", rentals_dict(uri)))
+    ctx = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+    result = _sensor(_defs(cfg, storage), NAMES.new_data_sensor).evaluate_tick(ctx)
+    assert not result.run_requests
+    assert "2023-12-01.csv: its day(s) 2023-12-01 are outside the pipeline's partitions " \
+           "(2024-03-01..2024-03-15, end exclusive)" in result.skip_message, result.skip_message
+    assert "already materialized" not in result.skip_message
+
+
 @pytest.mark.slow
 def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhook):
     folder, cfg = landing
