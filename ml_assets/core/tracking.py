@@ -123,6 +123,8 @@ def log_training(tracking_uri: str, pipeline: str, version: ModelVersion, traine
             mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=input_tags)
         mlflow.log_text(trained.model_text, "ml_assets/model.txt")
         mlflow.log_dict(manifest, "ml_assets/manifest.json")
+        if lineage.get("lookups"):  # which version of each lookup table the window was built from
+            mlflow.log_dict(lineage["lookups"], "ml_assets/lookups.json")
         mlflow.log_dict({"numeric": trained.numeric, "categorical": trained.categorical,
                          "input_order": [*trained.numeric, *trained.categorical],
                          "encoding": "categorical value -> its index in the list; unknown or "

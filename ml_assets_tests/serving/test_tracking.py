@@ -5,6 +5,7 @@ failure never fails training; without MLFLOW_TRACKING_URI MLflow is never import
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -59,6 +60,10 @@ def test_training_and_alias_moves_are_tracked(trained, fresh_storage, tmp_path, 
         assert lineage[day]["uri"] in i.dataset.source
         expected = "validation" if day in version.sidecar["validation_days"] else "training"
         assert tags["mlflow.data.context"] == expected
+    lookups = client.download_artifacts(run.info.run_id, "ml_assets/lookups.json", str(tmp_path))
+    with open(lookups) as fh:  # the lookup versions of the training window, as the registry has them
+        assert json.load(fh) == version.sidecar["lineage"]["lookups"]
+    assert set(version.sidecar["lineage"]["lookups"]) == {"weather", "planes"}
     text = client.download_artifacts(run.info.run_id, "ml_assets/model.txt", str(tmp_path))
     with open(text) as fh:
         assert fh.read() == fresh_storage.models().load_text(version)  # the exact bytes
