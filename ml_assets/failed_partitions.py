@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from ml_assets.core.days import ranges_text
+
 TAG_FAILED_PARTITIONS = "ml_assets/failed_partitions"
 #: Run tags are for humans and filters; a run that failed on thousands of scattered days keeps
 #: the first ranges in the tag and the whole list in its summary.
@@ -30,17 +32,7 @@ MAX_TAG_CHARS = 1000
 def compress(days: list[str]) -> str:
     """Sorted ISO days as ranges: ['2024-03-01', '2024-03-02', '2024-03-05'] ->
     '2024-03-01..2024-03-02, 2024-03-05'."""
-    out: list[str] = []
-    parsed = sorted({dt.date.fromisoformat(d) for d in days})
-    i = 0
-    while i < len(parsed):
-        j = i
-        while j + 1 < len(parsed) and parsed[j + 1] - parsed[j] == dt.timedelta(days=1):
-            j += 1
-        a, b = parsed[i].isoformat(), parsed[j].isoformat()
-        out.append(a if i == j else f"{a}..{b}")
-        i = j + 1
-    return ", ".join(out)
+    return ranges_text(days)
 
 
 def unmaterialized(planned: set[str], partitioned: set[str],

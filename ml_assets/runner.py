@@ -15,6 +15,7 @@ from typing import Any
 
 from ml_assets import failed_partitions, stale_runs
 from ml_assets.config import PipelineConfig
+from ml_assets.core.days import ranges_text
 from ml_assets.defs.names import (
     LOOKUPS,
     TAG_ACTOR,
@@ -211,7 +212,7 @@ def summarize(cfg, result, start, end, as_of, blocking: dict[tuple, bool]) -> di
             days = {lvl: _days(meta.get(f"{lvl}_days")) for lvl in ("error", "warn")}
             item["error_days"], item["warn_days"] = days["error"], days["warn"]
             if days["error"] or days["warn"]:
-                item["partitions"] = _ranges(sorted(days["error"] + days["warn"]))
+                item["partitions"] = ranges_text(sorted(days["error"] + days["warn"]))
         checks.append(item)
         if not ev.passed and item["blocking"]:
             failed_blocking.append(item)
@@ -259,15 +260,6 @@ def _lines(value) -> list[str]:
     return [line for line in str(value).splitlines() if line.strip()]
 
 
-def _ranges(days: list[str]) -> str:
-    """Sorted ISO days as compact ranges: `2013-01-01..2013-01-03, 2013-01-07`."""
-    out: list[list[str]] = []
-    for day in days:
-        if out and dt.date.fromisoformat(day) - dt.date.fromisoformat(out[-1][1]) == dt.timedelta(days=1):
-            out[-1][1] = day
-        else:
-            out.append([day, day])
-    return ", ".join(a if a == b else f"{a}..{b}" for a, b in out)
 
 
 LINE_LIMIT = 1000
@@ -334,19 +326,19 @@ def prediction_days(summary: dict[str, Any], storage, pipeline: str) -> dict[str
     except Exception:  # the summary must not fail on a missing model record
         version = None
     if version is None:
-        return {"days": _ranges(days), "model": model_id, "in_sample": None, "out_of_sample": None}
+        return {"days": ranges_text(days), "model": model_id, "in_sample": None, "out_of_sample": None}
     fit = set(version.sidecar.get("train_days", []))
     validation = set(version.sidecar.get("validation_days", []))
     window = sorted(fit | validation)
     in_sample = [d for d in days if d in fit or d in validation]
     return {
-        "days": _ranges(days),
+        "days": ranges_text(days),
         "model": version.label,
         "training_window": f"{window[0]}..{window[-1]}" if window else None,
-        "in_sample": _ranges(in_sample),
-        "in_sample_fit": _ranges([d for d in days if d in fit]),
-        "in_sample_validation": _ranges([d for d in days if d in validation]),
-        "out_of_sample": _ranges([d for d in days if d not in fit and d not in validation]),
+        "in_sample": ranges_text(in_sample),
+        "in_sample_fit": ranges_text([d for d in days if d in fit]),
+        "in_sample_validation": ranges_text([d for d in days if d in validation]),
+        "out_of_sample": ranges_text([d for d in days if d not in fit and d not in validation]),
         "in_sample_days": len(in_sample),
         "out_of_sample_days": len(days) - len(in_sample),
     }
@@ -371,7 +363,7 @@ def render(summary: dict[str, Any]) -> str:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in m["metrics"].items())
         lines.append(f"  model        {m.get('version')} ({m['model_id']})  train {m['train_rows']} rows, validate "
                      f"{m['validation_rows']} rows  {metrics}")
-        gaps = [f"{len(m[k])} day(s) {what} ({_ranges(m[k])})"
+        gaps = [f"{len(m[k])} day(s) {what} ({ranges_text(m[k])})"
                 for k, what in (("window_days_missing", "never materialized"),
                                 ("window_days_empty", "empty")) if m.get(k)]
         if gaps:
@@ -401,7 +393,7 @@ def render(summary: dict[str, Any]) -> str:
     for c in summary["failed_checks"]:
         verdict = "FAILED" if c["blocking"] else c.get("level", "warned")
         if "level" in c:
-            days = "; ".join(f"{lvl.upper()} on {_ranges(c[f'{lvl}_days'])}"
+            days = "; ".join(f"{lvl.upper()} on {ranges_text(c[f'{lvl}_days'])}"
                              for lvl in ("error", "warn") if c[f"{lvl}_days"])
             lines.append(f"  check {verdict}: {c['check']} on {c['asset']}: {days or c['partitions']}"
                          f" (observed {c['observed']}, threshold {c['threshold']})")

@@ -13,7 +13,8 @@ import dagster as dg
 import pytest
 
 from ml_assets import cli
-from ml_assets.runner import _ranges, render, step_failure
+from ml_assets.core.days import ranges_text
+from ml_assets.runner import render, step_failure
 from ml_assets_tests.helpers import flights_dict, rentals_dict, write_config, write_rentals
 
 ARGS = ["--start", "2013-01-01", "--end", "2013-01-15", "--as-of", "2013-01-12"]
@@ -60,7 +61,7 @@ def test_run_entry_point_json_end_to_end(env):
         if check["asset"] in ("flights/drift", "flights/model_performance"):
             assert check["level"] in ("WARN", "ERROR")
             flagged = sorted(check["error_days"] + check["warn_days"])
-            assert flagged and check["partitions"] == _ranges(flagged)
+            assert flagged and check["partitions"] == ranges_text(flagged)
             assert f"check {check['level']}: {check['check']} on {check['asset']}: " in text
     # the lookup tables the transforms joined, with their versions
     assert sorted(summary["lookups"]) == ["planes", "weather"]

@@ -232,17 +232,6 @@ def days_between(first: dt.date, last: dt.date) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def contiguous_ranges(days: list[str]) -> list[tuple[str, str]]:
-    """['2024-03-01', '2024-03-02', '2024-03-05'] -> [('2024-03-01', '2024-03-02'), ('2024-03-05', '2024-03-05')]."""
-    out: list[tuple[str, str]] = []
-    for day in sorted(set(days)):
-        if out and dt.date.fromisoformat(day) - dt.date.fromisoformat(out[-1][1]) == dt.timedelta(days=1):
-            out[-1] = (out[-1][0], day)
-        else:
-            out.append((day, day))
-    return out
-
-
 def new_data_run_key(files: dict[str, str]) -> str:
     """A run key from the files (uri -> version) a run ingests: the same files, the same key."""
     text = "\n".join(f"{u}@{v}" for u, v in sorted(files.items()))

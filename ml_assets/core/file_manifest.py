@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ml_assets.core.days import contiguous_ranges
 from ml_assets.core.storage import ObjectStore, PreconditionFailed
 
 MANIFEST_FORMAT = 1
@@ -37,14 +38,9 @@ def manifest_key(pipeline: str) -> str:
 
 
 def day_ranges(days: Iterable[str]) -> list[list[str]]:
-    """['2024-03-01', '2024-03-02', '2024-03-05'] -> [['2024-03-01', '2024-03-02'], ['2024-03-05', '2024-03-05']]."""
-    out: list[list[str]] = []
-    for day in sorted(set(days)):
-        if out and dt.date.fromisoformat(day) - dt.date.fromisoformat(out[-1][1]) == dt.timedelta(days=1):
-            out[-1][1] = day
-        else:
-            out.append([day, day])
-    return out
+    """['2024-03-01', '2024-03-02', '2024-03-05'] -> [['2024-03-01', '2024-03-02'], ['2024-03-05', '2024-03-05']]
+    (lists: the manifest's JSON form)."""
+    return [list(r) for r in contiguous_ranges(days)]
 
 
 def expand(ranges: list[list[str]], start: dt.date | None = None, end: dt.date | None = None

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ml_assets.config import Lookup
-from ml_assets.core.automation import contiguous_ranges
+from ml_assets.core.days import range_texts
 from ml_assets.core.storage import glob_uri, read_uri
 
 
@@ -148,11 +148,6 @@ def lookup(name: str, default: str | None = None,
 UNRECORDED = "unrecorded"
 
 
-def _day_ranges(days: list[str]) -> list[str]:
-    """Sorted ISO days as ranges: ['2013-01-01..2013-01-02', '2013-01-04']."""
-    return [a if a == b else f"{a}..{b}" for a, b in contiguous_ranges(days)]
-
-
 def _day_count(ranges: list[str]) -> int:
     count = 0
     for item in ranges:
@@ -175,7 +170,7 @@ def lookup_lineage(built_from: Mapping[str, Mapping[str, str]],
         days: dict[str, list[str]] = {}
         for day in sorted(built_from):
             days.setdefault(built_from[day].get(name) or UNRECORDED, []).append(day)
-        out[name] = {"current": now, "versions": {v: _day_ranges(d) for v, d in days.items()}}
+        out[name] = {"current": now, "versions": {v: range_texts(d) for v, d in days.items()}}
     return out
 
 

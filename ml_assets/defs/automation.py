@@ -30,10 +30,10 @@ from ml_assets.core.alerts import Alert
 from ml_assets.core.automation import (
     Evaluation,
     RetrainCursor,
-    contiguous_ranges,
     new_data_run_key,
     plan_retrain,
 )
+from ml_assets.core.days import contiguous_ranges, ranges_text
 from ml_assets.core.landing import LandingFile, list_landing, touched_days
 from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
 from ml_assets.defs.names import (
@@ -197,8 +197,7 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                     continue
                 if not inside:
                     p = spec.cfg.partitions
-                    spans = ", ".join(a if a == b else f"{a}..{b}" for a, b in contiguous_ranges(days))
-                    notes.append(f"{f.uri}: its day(s) {spans} are outside the pipeline's "
+                    notes.append(f"{f.uri}: its day(s) {ranges_text(days)} are outside the pipeline's "
                                  f"partitions ({p.start}..{p.end}, end exclusive): nothing to "
                                  "ingest (raw's readable_files reports it)")
                     _remember(seen, f)

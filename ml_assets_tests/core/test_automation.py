@@ -7,11 +7,11 @@ import pytest
 from ml_assets.core.automation import (
     Evaluation,
     RetrainCursor,
-    contiguous_ranges,
     date_pattern,
     new_data_run_key,
     plan_retrain,
 )
+from ml_assets.core.days import contiguous_ranges
 
 HOUR = 3600.0
 
