@@ -545,6 +545,13 @@ class PipelineConfig(_Strict):
                     elif self.pii.get(col) == "drop":
                         fail(f"features.{kind}.{i}", f"{col!r} is dropped by pii and no "
                              "features.transforms make it again")
+        for kind in ("numeric", "categorical"):  # PII never becomes a model input as it is
+            for i, col in enumerate(getattr(self.features, kind)):
+                if self.pii.get(col) in ("hash", "mask"):
+                    fail(f"features.{kind}.{i}", f"{col!r} is PII (pii: {self.pii[col]}): as a "
+                         "feature its treated values would be stored with the model (its "
+                         "categories, the drift reference) and asked of every API caller; derive "
+                         "a feature from it in a transform, under another name")
         for i, col in enumerate(self.drift.columns or []):
             if col not in self.feature_columns:
                 fail(f"drift.columns.{i}", f"{col!r} is not a feature; features: {self.feature_columns}")
