@@ -55,12 +55,23 @@ def _list_show_rollback_promote_audit(two_models, capsys):
     back = _json(capsys, ["models", "rollback", "--config", config, "--json",
                           "--reason", "bad canary"])
     assert back["success"] and back["action"] == "rollback" and back["model_version"] == "v1.0.0"
+    # a canary of v1.1.0, then v1.1.0 promoted: the canary alias ends with the promotion, so a
+    # later rollback does not send the rolled-back model canary traffic again
+    _json(capsys, ["models", "canary", "v1.1.0", "--share", "0.3", "--config", config, "--json"])
     forward = _json(capsys, ["models", "promote", "v1.1.0", "--config", config, "--json"])
     assert forward["action"] == "promote" and forward["model_version"] == "v1.1.0"
+    status = _json(capsys, ["models", "canary", "--config", config, "--json"])
+    assert status["canary"] is None and not status["canary_in_effect"]
 
     audit = _json(capsys, ["models", "audit", "--config", config, "--json"])["entries"]
-    assert [e["action"] for e in audit][-2:] == ["rollback", "promote"]
-    assert audit[-2]["reason"] == "bad canary" and audit[-2]["actor"].startswith("user:")
+    assert [e["action"] for e in audit][-4:] == ["rollback", "canary_start", "canary_stop", "promote"]
+    assert audit[-4]["reason"] == "bad canary" and audit[-4]["actor"].startswith("user:")
+    assert "became production" in audit[-2]["reason"] and audit[-2]["from_version"] == "v1.1.0"
+    again = _json(capsys, ["models", "rollback", "--config", config, "--json"])
+    assert again["model_version"] == "v1.0.0"
+    assert _json(capsys, ["models", "canary", "--config", config, "--json"])["canary"] is None
+    assert _json(capsys, ["models", "promote", "v1.1.0", "--config", config,
+                          "--json"])["model_version"] == "v1.1.0"
     assert cli.main(["models", "audit", "--config", config, "--limit", "1"]) == 0
     text = capsys.readouterr().out
     assert len(text.strip().splitlines()) == 1 and "promote" in text and "v1.0.0 -> v1.1.0" in text

@@ -167,9 +167,20 @@ def promote_change(challenger: ModelVersion, expected_champion: str | None, move
             aliases["previous"] = aliases["production"]
         aliases["production"] = {"model_id": challenger.model_id, "version": challenger.version,
                                  **moved}
+        change.ended_canary = _end_canary_of(aliases, challenger)
         return aliases
 
+    change.ended_canary = None
     return change
+
+
+def _end_canary_of(aliases: dict[str, dict], production: ModelVersion) -> dict | None:
+    """A canary of the model that becomes production has done its job: the alias is removed
+    (left in place it would take traffic again for that model after a later rollback)."""
+    canary = aliases.get("canary")
+    if canary and canary.get("model_id") == production.model_id:
+        return aliases.pop("canary")
+    return None
 
 
 def rollback_change(target: ModelVersion, expected_production: str | None, moved: dict[str, Any]):
@@ -183,8 +194,10 @@ def rollback_change(target: ModelVersion, expected_production: str | None, moved
         if aliases.get("production"):
             aliases["previous"] = aliases["production"]
         aliases["production"] = {"model_id": target.model_id, "version": target.version, **moved}
+        change.ended_canary = _end_canary_of(aliases, target)
         return aliases
 
+    change.ended_canary = None
     return change
 
 

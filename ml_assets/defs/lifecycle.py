@@ -191,7 +191,9 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
 
         if decision.promoted:
             try:
-                models.move_aliases(cfg.name, promote_change(challenger, champion_id, moved))
+                change = promote_change(challenger, champion_id, moved)
+                models.move_aliases(cfg.name, change)
+                _canary_ended(context, models, change, challenger, actor)
             except AliasConflict as exc:
                 decision = Decision("reject", f"lost a concurrent promotion: {exc}", challenger,
                                     champion, decision.comparisons, decision.challenger_metrics,
@@ -219,6 +221,19 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         return _synced(context, models, _result(decision.action, decision.reason, production,
                                                 now, challenger, champion, decision))
 
+    def _canary_ended(context, models, change, production, actor) -> None:
+        """The canary alias of the model that just became production was removed: audited."""
+        ended = getattr(change, "ended_canary", None)
+        if not ended:
+            return
+        models.append_audit(cfg.name, AuditEntry(
+            action="canary_stop", actor=actor, run_id=context.run_id,
+            reason=f"canary {production.label} became production; the canary alias is removed",
+            from_version=ended.get("version"), from_model_id=ended.get("model_id"),
+            details={"share": ended.get("share"), "trigger": trigger_of(context)}))
+        context.log.info(f"{cfg.name}: canary {production.label} is production now; canary "
+                         "alias removed")
+
     def _synced(context, models, result: dg.MaterializeResult) -> dg.MaterializeResult:
         """After an alias move: mirror the aliases in MLflow (when tracking is on)."""
         tracking.sync_aliases(cfg.name, models, context.log)
@@ -240,10 +255,11 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             reason = f"{target.label} is already production; nothing moved"
             return _result("keep", reason, champion, models.aliases(cfg.name), target, champion, None)
         try:
-            models.move_aliases(cfg.name, rollback_change(
-                target, champion.model_id if champion else None, moved))
+            change = rollback_change(target, champion.model_id if champion else None, moved)
+            models.move_aliases(cfg.name, change)
         except AliasConflict as exc:
             raise dg.Failure(f"{action}: {exc}") from None
+        _canary_ended(context, models, change, target, actor)
         reason = config.reason or (f"manual {action} by {actor}: production "
                                    f"{champion.label if champion else 'unset'} -> {target.label}")
         models.append_audit(cfg.name, AuditEntry(
