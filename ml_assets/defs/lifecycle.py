@@ -251,6 +251,12 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
             raise dg.Failure(f"{action}: {target.label} failed its gates ({target.gate_summary()}); "
                              "to do it anyway (audited): `force: true` in the launchpad, `--force` "
                              "with `ml-assets models`")
+        try:  # production must point at a model the API and the predictions step can load
+            models.load_text(target)
+        except Exception as exc:  # noqa: BLE001 - missing, unreadable or altered: all refuse
+            raise dg.Failure(f"{action}: {target.label} cannot be loaded ({type(exc).__name__}: "
+                             f"{exc}); production stays "
+                             f"{champion.label if champion else 'unset'}") from None
         if champion is not None and target.model_id == champion.model_id:
             reason = f"{target.label} is already production; nothing moved"
             return _result("keep", reason, champion, models.aliases(cfg.name), target, champion, None)

@@ -143,3 +143,23 @@ def test_gate_failed_version_needs_force(storage, instance):
                              "config": {"version": "v1.0.0", "force": True}}}})
     assert forced.success
     assert storage.models().audit("flights")[-1]["details"]["forced"] is True
+
+
+def test_a_model_whose_file_was_altered_is_never_made_production(storage, instance):
+    """Production must point at a model the predictions step and the API can load."""
+    strict = flights_config(gates={"roc_auc": {"min": 0.99}})  # v1.0.0 is registered, not promoted
+    assert materialize(strict, storage, instance, "2013-01-01", "2013-01-12", layers=TABLES).success
+    materialize(strict, storage, instance, "2013-01-12", as_of="2013-01-11", layers=["model"])
+    models = storage.models()
+    [version] = models.versions("flights")
+    path = version.model_uri
+    with open(path, "a") as fh:  # altered after registration
+        fh.write("\n# edited\n")
+    run = materialize(strict, storage, instance, "2013-01-12", layers=["production_model"],
+                      run_config={"ops": {"flights__production_model": {
+                          "config": {"version": "v1.0.0", "force": True}}}})
+    assert not run.success
+    assert f"promote: {version.label} cannot be loaded" in step_errors(run)
+    assert "does not match its recorded sha256" in step_errors(run)
+    assert "production stays unset" in step_errors(run)
+    assert models.aliases("flights").model_id("production") is None
