@@ -22,6 +22,8 @@ on real flights rows through HTTP, one record and whole days.
 
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, NotRequired, Required
@@ -295,4 +297,10 @@ def _not_json(body: bytes) -> str:
         text = body[:40].decode("utf-8")
     except UnicodeDecodeError:
         return "the body is not valid JSON (it is not UTF-8)"
-    return f"the body is not valid JSON (it starts {text!r})"
+    try:  # valid JSON, but a scalar (null, a number, a string, true/false)
+        value = json.loads(body)
+    except ValueError:
+        return f"the body is not valid JSON (it starts {text!r})"
+    kind = {type(None): "JSON null", bool: "a JSON boolean", str: "a JSON string",
+            int: "a JSON number", float: "a JSON number"}.get(type(value), "a JSON scalar")
+    return f"the body is {kind}"

@@ -126,6 +126,9 @@ def test_a_body_that_is_not_json_is_422(client, content, message):
     (lambda text: text.encode("utf-16"), "looks like UTF-16 or UTF-32"),
     (lambda text: __import__("gzip").compress(text.encode()), "is gzip-compressed"),
     (lambda text: b"   ", "the body is empty"),
+    (lambda text: b"null", "the body is JSON null: the body must be a JSON object"),
+    (lambda text: b" 42", "the body is a JSON number: the body must"),
+    (lambda text: b'"text"', "the body is a JSON string: the body must"),
 ])
 def test_a_body_in_another_encoding_says_so(client, rows, encode, message):
     response = client.post("/predict", content=encode(json.dumps(rows[0][0])),
