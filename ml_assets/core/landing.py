@@ -56,6 +56,14 @@ def list_landing(source: FilesSource, s3_client: Any = None) -> list[LandingFile
     return sorted(out, key=lambda f: f.uri)
 
 
+def _calendar_day(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:  # 2024-02-30 matches the pattern; it is no day
+        return False
+    return True
+
+
 def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list[LandingFile],
                  s3_client: Any = None, store: ObjectStore | None = None,
                  removed: list[str] = ()) -> dict[str, list[str]]:
@@ -72,7 +80,7 @@ def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list
         out = {}
         for f in changed:
             match = dated[1].match(f.uri)
-            out[f.uri] = [match.group("date")] if match else []
+            out[f.uri] = [match.group("date")] if match and _calendar_day(match.group("date")) else []
         return out
     from ml_assets.core.sources import refresh_manifest
 

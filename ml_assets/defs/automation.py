@@ -168,8 +168,9 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             valid = set(spec.partition_keys())
             changed = [f for f in files if seen.get(f.uri) != f.version]
             listed = {f.uri for f in files}
+            dated = "{date}" in source.uri
             # a glob file that was ingested and is gone: the days it held lose its rows
-            removed = [] if "{date}" in source.uri else [u for u in seen if u not in listed]
+            removed = [] if dated else [u for u in seen if u not in listed]
             if not changed and not removed:
                 return dg.SkipReason(f"no new or changed file among {len(files)} matching {source.uri}")
             # the days each changed file touches: for a glob source from the file manifest
@@ -184,7 +185,9 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             for f in changed:
                 days = days_of[f.uri]
                 if not days:
-                    notes.append(f"{f.uri}: no known day in it (unreadable, or no usable "
+                    notes.append(f"{f.uri}: its name's date is not a calendar day; a {{date}} "
+                                 "source never reads it" if dated else
+                                 f"{f.uri}: no known day in it (unreadable, or no usable "
                                  "timestamp, and no date in its name; raw's readable_files "
                                  "check reports it)")
                     _remember(seen, f)
@@ -199,7 +202,7 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                     p = spec.cfg.partitions
                     notes.append(f"{f.uri}: its day(s) {ranges_text(days)} are outside the pipeline's "
                                  f"partitions ({p.start}..{p.end}, end exclusive): nothing to "
-                                 "ingest (raw's readable_files reports it)")
+                                 "ingest" + ("" if dated else " (raw's readable_files reports it)"))
                     _remember(seen, f)
                     continue
                 fresh = [d for d in inside if d not in done or done[d] < f.modified]

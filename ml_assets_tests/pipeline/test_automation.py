@@ -71,6 +71,20 @@ def test_a_new_file_whose_days_are_outside_the_partitions_is_said_so(tmp_path, s
     assert "2023-12-01.csv: its day(s) 2023-12-01 are outside the pipeline's partitions " \
            "(2024-03-01..2024-03-15, end exclusive)" in result.skip_message, result.skip_message
     assert "already materialized" not in result.skip_message
+    # only a glob source's raw step looks at such a file (readable_files reports it)
+    assert ("readable_files" in result.skip_message) == (form == "glob")
+
+
+def test_a_dated_file_whose_name_is_no_calendar_day_is_said_so(tmp_path, storage, instance):
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    rentals_frame(dt.date(2024, 3, 1), 5, seed=1).to_csv(folder / "2024-02-30.csv", index=False)
+    cfg = load_config(write_config(tmp_path / "rentals.yaml", rentals_dict(str(folder / "{date}.csv"))))
+    ctx = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+    result = _sensor(_defs(cfg, storage), NAMES.new_data_sensor).evaluate_tick(ctx)
+    assert not result.run_requests
+    assert "2024-02-30.csv: its name's date is not a calendar day" in result.skip_message, \
+        result.skip_message
 
 
 @pytest.mark.slow
