@@ -23,7 +23,6 @@ on real flights rows through HTTP, one record and whole days.
 from __future__ import annotations
 
 import json
-
 import math
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, NotRequired, Required
