@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.environ.get("DAGSTER_HOME"):
             raise UsageError("DAGSTER_HOME is not set: runs are recorded in the instance there "
                              "(make demo sets it to ./.dagster_home)")
+        check_instance_usable()
         check_pii_keys(cfg)
         summary = run_pipeline(cfg, start, end, as_of, log_level=args.log_level,
                                train=not args.no_train)
@@ -278,6 +279,39 @@ def release_main(args: argparse.Namespace) -> int:
         print(f"ml-assets release: stage {report['failed_stage']} failed, nothing promoted: "
               f"{report['error']}", file=sys.stderr)
     return code
+
+
+#: exception classes (by name, anywhere in the class's MRO) that mean the environment cannot be
+#: reached: the instance's database, the object store, its credentials
+_UNREACHABLE = {"BotoCoreError", "ClientError", "OSError", "DagsterPostgresException",
+                "OperationalError", "PostProcessingError", "DagsterInvalidConfigError"}
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """One line for an instance or a store that cannot be used (no server, no credentials, a
+    variable it needs unset), else None: anything else is a bug and keeps its traceback."""
+    if not {c.__name__ for c in type(exc).__mro__} & _UNREACHABLE:
+        return None
+    errors = getattr(exc, "errors", None)  # a config error's own messages, not its repr
+    text = "; ".join(str(getattr(e, "message", e)) for e in errors) if errors else str(exc)
+    text = text.split("Stack Trace:")[0]  # Dagster appends the trace to the message
+    return f"{type(exc).__name__}: {' '.join(text.split())[:500]}"
+
+
+def check_instance_usable() -> None:
+    """Open the Dagster instance at $DAGSTER_HOME before a run: a database that cannot be reached
+    or a variable its dagster.yaml reads that is unset is an environment error (exit 2), not
+    a stack trace after the run began."""
+    from ml_assets.instance import check_instance
+
+    try:
+        check_instance()
+    except Exception as exc:  # noqa: BLE001 - sorted by unreachable(); the rest is re-raised
+        line = unreachable(exc)
+        if line is None:
+            raise
+        raise UsageError(f"cannot use the Dagster instance at DAGSTER_HOME="
+                         f"{os.environ.get('DAGSTER_HOME')}: {line}") from None
 
 
 def models_main(args: argparse.Namespace) -> int:
@@ -339,6 +373,13 @@ def models_main(args: argparse.Namespace) -> int:
                 text = json.dumps(out, default=str) if args.json else f"{text}\n{out['git_tag']}"
     except (ConfigError, UsageError, EnvironmentError_, cmd.CommandError) as exc:
         print(f"ml-assets: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a store or instance that cannot be used: one line
+        line = unreachable(exc)
+        if line is None:
+            raise
+        print(f"ml-assets: error: cannot use the model store or the instance: {line}",
+              file=sys.stderr)
         return 2
     # a reproduction that differs is still a report (like diff): stdout
     print(text, file=sys.stdout if code == 0 or args.models_command == "reproduce" else sys.stderr)

@@ -187,6 +187,35 @@ def test_bad_environment_exits_2(env, capsys, monkeypatch):
     assert "ENV=production needs S3_BUCKET" in capsys.readouterr().err
 
 
+def test_an_instance_that_cannot_be_used_exits_2_in_one_line(env, capsys, monkeypatch):
+    """A PostgreSQL dagster.yaml whose host variable is unset: one line naming it, no run."""
+    from ml_assets.instance import render
+
+    (env / "home" / "dagster.yaml").write_text(render("postgres"))
+    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.delenv(var, raising=False)
+    config = write_config(env / "flights.yaml", flights_dict())
+    assert cli.main(["run", "--config", str(config), *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ml-assets: error: cannot use the Dagster instance at DAGSTER_HOME=")
+    assert "DAGSTER_PG_" in err and "is not set" in err, err
+    assert "Stack Trace" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (env / "data").exists()  # nothing ran
+
+
+def test_a_model_store_that_cannot_be_used_exits_2_in_one_line(env, capsys, monkeypatch,
+                                                               s3_endpoint):
+    """`models list` against a bucket that does not exist (a real S3 endpoint on loopback)."""
+    monkeypatch.setenv("S3_BUCKET", "no-such-bucket")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    config = write_config(env / "flights.yaml", flights_dict())
+    code = cli.main(["models", "list", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("ml-assets: error: cannot use the model store or the instance: ")
+    assert "NoSuchBucket" in err and len(err.strip().splitlines()) == 1, err
+
+
 # ---------------------------------------------------------------- failures in one line
 FAILING_TRANSFORM = """
 import pandas as pd
