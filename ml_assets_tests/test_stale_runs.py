@@ -65,6 +65,10 @@ def test_a_killed_cli_run_is_marked_failed_by_the_next_run_and_the_range_reruns(
     env = dict(os.environ)
     config = write_config(tmp_path / "flights.yaml", flights_dict())
     cmd = [str(EXE), "run", "--config", str(config), *ARGS, "--json"]
+    # the instance's storage exists before two processes open it (the test's polling and the
+    # victim): creating a SQLite instance's tables from two processes at once can race
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs_count()
 
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)

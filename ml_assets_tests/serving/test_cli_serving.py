@@ -69,11 +69,21 @@ def test_canary_start_status_stop_is_audited_and_leaves_production(cli_env, caps
     assert json.loads(out)["version"] == "v1.0.0"  # production never moved
 
 
-def test_a_promoted_canary_is_shown_as_not_in_effect(cli_env, capsys, trained):
+def test_a_promoted_canary_ends_and_a_leftover_alias_is_shown_as_not_in_effect(cli_env, capsys,
+                                                                               trained):
     config = str(cli_env)
     assert run(capsys, "models", "canary", "v1.1.0", "--config", config)[0] == 0
     code, out, err = run(capsys, "models", "promote", "v1.1.0", "--config", config)
     assert code == 0, err
+    code, out, _ = run(capsys, "models", "canary", "--config", config)
+    assert code == 0 and "no canary (production v1.1.0" in out, out
+    # an alias left on the production model (as before canaries ended with a promotion)
+    from ml_assets.commands.models import store_for_env
+    from ml_assets.core.lifecycle import set_alias_change
+
+    store = store_for_env()
+    store.move_aliases("flights", set_alias_change(
+        "canary", store.resolve("flights", "v1.1.0"), {"share": 0.2}))
     code, out, _ = run(capsys, "models", "canary", "--config", config)
     assert code == 0 and "no canary in effect" in out and "production v1.1.0" in out, out
     code, out, _ = run(capsys, "models", "canary", "--config", config, "--json")
