@@ -3,9 +3,13 @@ functions of what is stored (check results, file listings) and the sensor's curs
 
 Drift episodes. A monitoring check (`feature_drift`, `prediction_drift`, `model_performance`)
 that records level ERROR against production model X opens an episode for (check, X). One retrain
-run is requested per episode (deterministic run key), however many ERROR days follow. The episode
-ends when the check records a level other than ERROR, or when production moves to another model
-(a later ERROR against the new model is a new episode). Retrains are at least `cooldown` seconds
+run is requested per episode, however many ERROR days follow. The episode ends when the check
+records a level other than ERROR on days reaching the episode's newest ERROR day (a result on
+older days only, such as re-monitoring an old day or a corrected old file, neither ends nor
+extends it), or when production moves to another model (a later ERROR against the new model is a
+new episode). The run key names the check, X, the episode's first day and the `as_of` day; a key
+that already has a run is never requested again (Dagster would skip it), it is reported as
+already retrained. Retrains are at least `cooldown` seconds
 apart: an episode that opens during the cooldown waits, and is requested when it ends. A retrain
 is never requested as of a day the last one already trained up to: it would fit the same window
 again (an identical model). Such an episode waits for an ERROR on a later day.
@@ -17,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,16 +42,30 @@ class Evaluation:
     error_days: list[str] = field(default_factory=list)
     observed: float | None = None
     drift_share: float | None = None
+    first_day: str | None = None  # the days the result covers (the run's partitions);
+    last_day: str | None = None   # None: unknown (read as covering the newest day)
 
     @classmethod
-    def from_metadata(cls, storage_id: int, run_id: str, check: str, meta: dict[str, Any]
-                      ) -> Evaluation:
+    def from_metadata(cls, storage_id: int, run_id: str, check: str, meta: dict[str, Any],
+                      covered: tuple[str, str] | None = None) -> Evaluation:
+        """`covered`: the run's partition range, for a result whose metadata does not name the
+        days it covers (stored before `first_day`/`last_day` were recorded)."""
         days = [d.strip() for d in str(meta.get("error_days", "")).split(",")
                 if d.strip() and d.strip() != "none"]
         share = meta.get("drift_share")
+        first = str(meta.get("first_day") or "") or (covered[0] if covered else None)
+        last = str(meta.get("last_day") or "") or (covered[1] if covered else None)
         return cls(storage_id, run_id, check, str(meta.get("level", "OK")),
                    str(meta.get("production_model_id", "")), sorted(days),
-                   _float(meta.get("observed")), _float(share) if check == "feature_drift" else None)
+                   _float(meta.get("observed")), _float(share) if check == "feature_drift" else None,
+                   first or None, last or None)
+
+    @property
+    def days_text(self) -> str:
+        if self.last_day is None:
+            return "its days"
+        return self.last_day if self.first_day in (None, self.last_day) else \
+            f"{self.first_day}..{self.last_day}"
 
 
 def _float(value) -> float | None:
@@ -115,8 +134,11 @@ class RetrainRequest:
     production_model_id: str
 
 
-def run_key_of(episode: Episode) -> str:
-    return f"retrain:{episode.check}:{episode.production_model_id}:{episode.start_day}"
+def run_key_of(episode: Episode, as_of: str) -> str:
+    """One key per (episode, training window): the same episode as of the same day is the same
+    retrain; an episode that ended and re-opened on the same first day, with ERROR days after
+    the last retrain's `as_of`, trains on a longer window and gets its own key."""
+    return f"retrain:{episode.check}:{episode.production_model_id}:{episode.start_day}:{as_of}"
 
 
 def plan_retrain(
@@ -126,9 +148,12 @@ def plan_retrain(
     latest_features_day: str | None,
     now: float,
     cooldown_seconds: float,
+    run_key_used: Callable[[str], bool] | None = None,
 ) -> tuple[RetrainCursor, RetrainRequest | None, list[str]]:
     """Read new check results into episodes; request at most one retrain. Returns the new
-    cursor, the request (or None) and what happened, for the tick's log or SkipReason."""
+    cursor, the request (or None) and what happened, for the tick's log or SkipReason.
+    `run_key_used(key)`: whether a run with that key was already launched (Dagster skips a
+    request with a used key, so none is made and the log says so)."""
     notes: list[str] = []
     episodes = dict(cursor.episodes)
     seen = dict(cursor.seen)
@@ -142,7 +167,12 @@ def plan_retrain(
                          f"model {ev.production_model_id}, not production {production_model_id}: ignored")
             continue
         if ev.level != "ERROR":
-            if open_ep is not None:
+            if open_ep is not None and ev.last_day is not None \
+                    and ev.last_day < open_ep.last_error_day:
+                notes.append(f"{ev.check} is {ev.level} on {ev.days_text} (run {ev.run_id[:8]}), "
+                             f"days before the episode's newest ERROR day {open_ep.last_error_day}"
+                             f": the episode from {open_ep.start_day} stays open")
+            elif open_ep is not None:
                 notes.append(f"{ev.check} is {ev.level} again (run {ev.run_id[:8]}): the episode "
                              f"from {open_ep.start_day} ended")
                 episodes.pop(ev.check)
@@ -185,13 +215,21 @@ def plan_retrain(
                      + ", ".join(f"{e.check} since {e.start_day}" for e in pending))
         return new, None, notes
     first = pending[0]
-    run_key = run_key_of(first)
     as_of = min(max(e.last_error_day for e in pending), latest_features_day)
+    run_key = run_key_of(first, as_of)
     if cursor.last_as_of is not None and as_of <= cursor.last_as_of:
         notes.append(f"the last retrain ({cursor.last_run_key}) trained as of {cursor.last_as_of}; "
                      f"one as of {as_of} would fit the same window again, so "
                      + ", ".join(f"{e.check} since {e.start_day}" for e in pending)
                      + f" waits for an ERROR on a day after {cursor.last_as_of}")
+        return new, None, notes
+    if run_key_used is not None and run_key_used(run_key):
+        for e in pending:
+            e.run_key = run_key
+        notes.append(f"already retrained for this episode (run key {run_key}): "
+                     + ", ".join(f"{e.check} since {e.start_day}" for e in pending)
+                     + f" as of {as_of} has had its run (Dagster skips a used run key), so none is "
+                     "launched")
         return new, None, notes
     start = min(min(e.start_day for e in pending), as_of)
     shares = [e.drift_share for e in pending if e.drift_share is not None]

@@ -37,6 +37,8 @@ from ml_assets.core.days import contiguous_ranges, ranges_text
 from ml_assets.core.landing import LandingFile, list_landing, touched_days
 from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
 from ml_assets.defs.names import (
+    RANGE_END_TAG,
+    RANGE_START_TAG,
     TAG_DRIFT_SHARE,
     TAG_PARTITION,
     TAG_PIPELINE,
@@ -47,6 +49,8 @@ from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import PipelineSpec
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
+PARTITION_TAG = "dagster/partition"  # a single-partition run
+RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
 
 # ---------------------------------------------------------------- reading the instance
@@ -62,6 +66,7 @@ def monitoring_evaluations(instance: dg.DagsterInstance, spec: PipelineSpec) -> 
     names = spec.names
     out: list[Evaluation] = []
     finished: dict[str, bool] = {}
+    covered: dict[str, tuple[str, str] | None] = {}
     for key, check in ((names.drift, "feature_drift"), (names.drift, "prediction_drift"),
                        (names.model_performance, "model_performance")):
         record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(key, check))
@@ -73,11 +78,25 @@ def monitoring_evaluations(instance: dg.DagsterInstance, spec: PipelineSpec) -> 
         if record.run_id not in finished:
             run = instance.get_run_by_id(record.run_id)
             finished[record.run_id] = run is None or run.is_finished
+            covered[record.run_id] = _run_days(run)
         if not finished[record.run_id]:
             continue
         meta = {k: v.value for k, v in evaluation.metadata.items()}
-        out.append(Evaluation.from_metadata(record.id, record.run_id, check, meta))
+        out.append(Evaluation.from_metadata(record.id, record.run_id, check, meta,
+                                            covered[record.run_id]))
     return sorted(out, key=lambda e: e.storage_id)
+
+
+def _run_days(run: dg.DagsterRun | None) -> tuple[str, str] | None:
+    """The partition range a run covered, from its tags (for check results stored without
+    `first_day`/`last_day` metadata)."""
+    if run is None:
+        return None
+    tags = run.tags
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+    day = tags.get(PARTITION_TAG)
+    return (day, day) if day else None
 
 
 def newest_partition(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
@@ -134,10 +153,16 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
         evaluations = [e for e in monitoring_evaluations(context.instance, spec)
                        if cursor.is_new(e.check, e.storage_id)]
         recorded = latest_recorded(context.instance, names.production_model) or {}
+
+        def run_key_used(run_key: str) -> bool:
+            # as the daemon decides to skip a request: a run of this sensor with this key
+            return bool(context.instance.get_runs(filters=dg.RunsFilter(tags={
+                RUN_KEY_TAG: run_key, SENSOR_NAME_TAG: names.drift_retrain_sensor}), limit=1))
+
         cursor, request, notes = plan_retrain(
             cursor, evaluations, recorded.get(MODEL_ID), newest_partition(context.instance,
                                                                           names.features),
-            time.time(), auto.cooldown_seconds)
+            time.time(), auto.cooldown_seconds, run_key_used)
         context.update_cursor(cursor.to_json())
         for note in notes:
             context.log.info(note)

@@ -49,6 +49,12 @@ def verdict_result(verdict: RunVerdict, key: dg.AssetKey, extra: dict | None = N
         metadata={k: metadata_value(v) for k, v in meta.items()})
 
 
+def covered_days(days: list[str]) -> dict[str, str]:
+    """The days a check result covers (the run's partitions): the retrain sensor ends a drift
+    episode only on a result that reaches the episode's newest ERROR day."""
+    return {"first_day": min(days), "last_day": max(days)} if days else {}
+
+
 def reference_rows(version: ModelVersion, storage: StorageResource, max_rows: int, seed: int
                    ) -> pd.DataFrame:
     """The production model's training rows, re-read from the feature partition URIs its sidecar
@@ -93,7 +99,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         days: list[DayDrift] = []
         batch = TableBatch()
         meta: dict[str, dict] = {}
-        for day in partitions_of(context):  # one day in memory at a time
+        run_days = partitions_of(context)
+        for day in run_days:  # one day in memory at a time
             rows, preds = features[day], predictions[day]
             result = day_drift(day, reference, rows, cfg,
                                validation["prediction"] if validation is not None else None,
@@ -118,7 +125,7 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
                            partition_metadata=meta)
         feature, prediction = drift_verdicts(days, cfg)
         common = {"production_model_id": production.model_id,
-                  "production_version": production.version}
+                  "production_version": production.version, **covered_days(run_days)}
         yield verdict_result(feature, names.drift, common)
         yield verdict_result(prediction, names.drift, common)
         errors = [v for v in (feature, prediction) if v.level == ERROR]
@@ -225,7 +232,8 @@ def build(spec: PipelineSpec) -> list[dg.AssetsDefinition]:
         verdict = performance_verdict(tables, cfg)
         recorded = latest_recorded(context.instance, names.production_model) or {}
         yield verdict_result(verdict, names.model_performance,
-                             {"production_model_id": str(recorded.get(MODEL_ID, ""))})
+                             {"production_model_id": str(recorded.get(MODEL_ID, "")),
+                              **covered_days(run_days)})
         if verdict.level == ERROR:
             alerts.send(Alert(event="performance", pipeline=cfg.name, level="error",
                               title=f"realized performance below validation on "

@@ -16,15 +16,18 @@ from ml_assets.core.days import contiguous_ranges
 HOUR = 3600.0
 
 
-def ev(storage_id, level, days=(), check="feature_drift", model="m1", share=0.8, run="run-a"):
-    return Evaluation(storage_id, run, check, level, model, list(days), share, share)
+def ev(storage_id, level, days=(), check="feature_drift", model="m1", share=0.8, run="run-a",
+       covers=None):
+    """covers: (first, last) day the result covers; None: unknown."""
+    first, last = covers or (None, None)
+    return Evaluation(storage_id, run, check, level, model, list(days), share, share, first, last)
 
 
 def test_error_opens_an_episode_and_requests_one_retrain():
     cursor, request, notes = plan_retrain(RetrainCursor(), [ev(5, "ERROR", ["2024-03-14", "2024-03-15"])],
                                           "m1", "2024-03-16", now=1000.0, cooldown_seconds=HOUR)
     assert request is not None
-    assert request.run_key == "retrain:feature_drift:m1:2024-03-14"
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-14:2024-03-15"
     assert (request.trigger, request.as_of, request.start, request.end) == (
         "drift", "2024-03-15", "2024-03-14", "2024-03-16")
     assert request.drift_share == 0.8
@@ -53,7 +56,85 @@ def test_a_passing_check_ends_the_episode_and_a_new_error_is_a_new_one():
     assert none is None and "the episode from 2024-03-10 ended" in notes[0]
     _, request, _ = plan_retrain(cursor, [ev(3, "ERROR", ["2024-03-20"])], "m1", "2024-03-20",
                                  now=2.0, cooldown_seconds=0)
-    assert request.run_key == "retrain:feature_drift:m1:2024-03-20"
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-20:2024-03-20"
+
+
+def _open_episode():
+    """feature_drift at ERROR on 06-11, retrained; ERROR continues up to 06-15."""
+    cursor, first, _ = plan_retrain(RetrainCursor(), [ev(1, "ERROR", ["2024-06-11"],
+                                                         covers=("2024-06-11", "2024-06-11"))],
+                                    "m1", "2024-06-11", now=0.0, cooldown_seconds=0)
+    cursor, more, _ = plan_retrain(cursor, [ev(2, "ERROR", ["2024-06-12", "2024-06-15"],
+                                              covers=("2024-06-12", "2024-06-15"))],
+                                   "m1", "2024-06-15", now=1.0, cooldown_seconds=0)
+    assert first is not None and more is None
+    return RetrainCursor.from_json(cursor.to_json()), first
+
+
+def test_an_ok_on_days_before_the_episode_neither_ends_nor_extends_it():
+    """Re-monitoring an old day (a re-run of 06-10, a corrected 05-10 file) says nothing about
+    the drift of 06-11..06-15."""
+    cursor, first = _open_episode()
+    for sid, covers in ((3, ("2024-06-10", "2024-06-10")), (4, ("2024-05-10", "2024-05-10"))):
+        cursor, request, notes = plan_retrain(cursor, [ev(sid, "OK", covers=covers)], "m1",
+                                              "2024-06-15", now=2.0, cooldown_seconds=0)
+        assert request is None
+        assert "ended" not in notes[0] and "the episode from 2024-06-11 stays open" in notes[0]
+    episode = cursor.episodes["feature_drift"]
+    assert (episode.start_day, episode.last_error_day, episode.run_key) == (
+        "2024-06-11", "2024-06-15", first.run_key)
+    # the days re-scored, still ERROR: the same episode, no second request
+    cursor, again, notes = plan_retrain(cursor, [ev(5, "ERROR", ["2024-06-11", "2024-06-15"],
+                                                   covers=("2024-06-11", "2024-06-15"))],
+                                        "m1", "2024-06-15", now=3.0, cooldown_seconds=0)
+    assert again is None and "continues the episode from 2024-06-11" in notes[0]
+
+
+def test_an_ok_on_the_episodes_days_ends_it():
+    cursor, _ = _open_episode()
+    cursor, request, notes = plan_retrain(cursor, [ev(3, "OK", covers=("2024-06-11", "2024-06-15"))],
+                                          "m1", "2024-06-15", now=2.0, cooldown_seconds=0)
+    assert request is None and "the episode from 2024-06-11 ended" in notes[0]
+    assert cursor.episodes == {}
+    # a later day alone, OK, also ends it
+    cursor, _ = _open_episode()
+    cursor, _, notes = plan_retrain(cursor, [ev(3, "WARN", covers=("2024-06-16", "2024-06-16"))],
+                                    "m1", "2024-06-16", now=2.0, cooldown_seconds=0)
+    assert "ended" in notes[0] and cursor.episodes == {}
+
+
+def test_a_reopened_episode_trains_on_a_longer_window_under_its_own_run_key():
+    """The episode ended (the days were OK), then ERROR again from the same first day against
+    the same model, up to a day after the first retrain's as_of: a new retrain, a new key."""
+    cursor, first = _open_episode()
+    assert first.run_key == "retrain:feature_drift:m1:2024-06-11:2024-06-11"
+    cursor, _, _ = plan_retrain(cursor, [ev(3, "OK", covers=("2024-06-11", "2024-06-15"))],
+                                "m1", "2024-06-15", now=2.0, cooldown_seconds=0)
+    cursor, second, notes = plan_retrain(cursor, [ev(4, "ERROR", ["2024-06-11", "2024-06-15"],
+                                                     covers=("2024-06-11", "2024-06-15"))],
+                                         "m1", "2024-06-15", now=3.0, cooldown_seconds=0)
+    assert second is not None and second.as_of == "2024-06-15"
+    assert second.run_key == "retrain:feature_drift:m1:2024-06-11:2024-06-15" != first.run_key
+    assert f"retrain requested ({second.run_key})" in notes[-1]
+
+
+def test_a_run_key_that_already_has_a_run_is_not_requested_again():
+    """The cursor was lost (another version's cursor starts over): the same episode as of the
+    same day has a run already; Dagster would skip the request, so none is made or logged."""
+    cursor, first = _open_episode()
+    used = {first.run_key}
+    fresh = RetrainCursor()
+    fresh, request, notes = plan_retrain(fresh, [ev(1, "ERROR", ["2024-06-11"],
+                                                    covers=("2024-06-11", "2024-06-11"))],
+                                         "m1", "2024-06-11", now=10.0, cooldown_seconds=0,
+                                         run_key_used=used.__contains__)
+    assert request is None
+    assert not any("retrain requested" in n for n in notes)
+    assert f"already retrained for this episode (run key {first.run_key})" in notes[-1]
+    assert fresh.last_request_at is None  # no cooldown starts for a run that was not launched
+    _, nothing, notes = plan_retrain(fresh, [], "m1", "2024-06-11", now=11.0, cooldown_seconds=0,
+                                     run_key_used=used.__contains__)
+    assert nothing is None and "already have their retrain" in notes[0]
 
 
 def test_warn_never_starts_a_retrain():
@@ -85,7 +166,7 @@ def test_performance_and_drift_in_one_tick_make_one_run():
            ev(2, "ERROR", ["2024-03-10", "2024-03-11"])]
     cursor, request, _ = plan_retrain(RetrainCursor(), evs, "m1", "2024-03-12", now=0.0,
                                       cooldown_seconds=0)
-    assert request.run_key == "retrain:feature_drift:m1:2024-03-10"  # drift first on a tie
+    assert request.run_key == "retrain:feature_drift:m1:2024-03-10:2024-03-12"  # drift first on a tie
     assert request.trigger == "drift"
     assert set(request.checks) == {"feature_drift", "model_performance"}
     assert (request.start, request.as_of) == ("2024-03-10", "2024-03-12")
@@ -112,7 +193,7 @@ def test_an_episode_with_no_day_after_the_last_retrain_waits_for_one():
     cursor, fourth, _ = plan_retrain(cursor, [ev(4, "ERROR", ["2024-03-13"], model="m2")], "m2",
                                      "2024-03-13", now=3.0, cooldown_seconds=0)
     assert fourth is not None and fourth.as_of == "2024-03-13"
-    assert fourth.run_key == "retrain:feature_drift:m2:2024-03-12"
+    assert fourth.run_key == "retrain:feature_drift:m2:2024-03-12:2024-03-13"
 
 
 def test_as_of_never_passes_the_newest_features_day():

@@ -127,6 +127,9 @@ def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhoo
     drift = checks_by_name(run)["drift.feature_drift"]
     assert drift.metadata["level"].value == "ERROR"
     assert drift.metadata["error_days"].value == "2024-03-12"
+    # the days the result covers: only a result reaching an episode's newest ERROR day ends it
+    assert (drift.metadata["first_day"].value, drift.metadata["last_day"].value) == (
+        "2024-03-11", "2024-03-12")
     assert "distance_km" in drift.metadata["drifted_columns"].value
     assert drift.severity == dg.AssetCheckSeverity.ERROR
     assert "drift" in webhook.events()
@@ -163,9 +166,29 @@ def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhoo
     assert tags["ml_assets/partition"] == "2024-03-12"
     assert float(tags["ml_assets/drift_share"]) >= 0.5
     assert retrain_request.run_config["ops"][NAMES.model_op]["config"]["as_of"] == "2024-03-12"
+    assert retrain_request.run_key.endswith(":2024-03-12:2024-03-12")  # first day, as_of
     second = retrain.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
     assert not second.run_requests and "no new monitoring check results" in second.skip_message \
         or "already have their retrain" in second.skip_message
+
+    # the daemon launches it (a run of this sensor with the run key); then the cursor is lost
+    # (another version's): the same episode as of the same day is planned again, but Dagster
+    # would skip a request with a used key, so the sensor makes none and says so
+    @dg.op
+    def launched():
+        return None
+
+    @dg.job
+    def stand_in():
+        launched()
+
+    stand_in.execute_in_process(instance=instance, tags={
+        "dagster/run_key": retrain_request.run_key,
+        "dagster/sensor_name": NAMES.drift_retrain_sensor})
+    lost = retrain.evaluate_tick(dg.build_sensor_context(instance=instance))
+    assert not lost.run_requests
+    assert f"already retrained for this episode (run key {retrain_request.run_key})" \
+        in lost.skip_message, lost.skip_message
 
     # the retrain run: a challenger decided against the champion, audited; days re-scored
     job = defs.resolve_job_def(NAMES.retrain_job)
