@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -270,7 +270,77 @@ def days_between(first: dt.date, last: dt.date) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def new_data_run_key(files: dict[str, str]) -> str:
-    """A run key from the files (uri -> version) a run ingests: the same files, the same key."""
+def new_data_run_key(files: dict[str, str], day: str | None = None) -> str:
+    """A run key from the files (uri -> version) a run ingests: the same files, the same key.
+    With `day`: the key of a run of that one day (an orphan day, below)."""
     text = "\n".join(f"{u}@{v}" for u, v in sorted(files.items()))
+    if day is not None:
+        text = f"day={day}\n{text}"
     return "new_data:" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+# ---------------------------------------------------------------- orphan days
+@dataclass(frozen=True)
+class OrphanDay:
+    """A day inside the partitions that a landing file the sensor has seen holds, and that raw
+    has not materialized (typically: the run that asked for it failed, e.g. another day of that
+    run was blocked by its file). Re-requested as a run of its own, keyed by the day and the
+    versions of the files that hold it: each (day, versions) is tried once."""
+
+    day: str
+    files: dict[str, str]  # uri -> version, the seen files that hold the day
+    run_key: str
+
+
+def orphan_days(held: dict[str, list[str]], versions: dict[str, str], partitions: Iterable[str],
+                materialized: Iterable[str], requested_now: Iterable[str] = ()) -> list[OrphanDay]:
+    """The orphan days: `held` (seen file uri -> the days it holds) and `versions` (uri -> its
+    seen version); the days raw has materialized and those this tick already requests are not
+    orphans, nor days outside `partitions`."""
+    skip = set(materialized) | set(requested_now)
+    valid = set(partitions)
+    files_of: dict[str, dict[str, str]] = {}
+    for uri, days in held.items():
+        if uri not in versions:
+            continue
+        for day in days:
+            if day in valid and day not in skip:
+                files_of.setdefault(day, {})[uri] = versions[uri]
+    return [OrphanDay(day, files, new_data_run_key(files, day))
+            for day, files in sorted(files_of.items())]
+
+
+def _days_text(days: list[str], most: int = 10) -> str:
+    return ", ".join(days[:most]) + (f" and {len(days) - most} more" if len(days) > most else "")
+
+
+@dataclass(frozen=True)
+class OrphanPlan:
+    requests: list[OrphanDay]   # re-requested now, one run each
+    running: list[str]          # covered by a queued or in-progress run: not requested
+    tried: list[OrphanDay]      # already requested with these file versions: wait for a change
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.requests:
+            out.append(f"re-requesting day(s) {_days_text([o.day for o in self.requests])} not "
+                       "materialized after an earlier run failed (one run per day)")
+        if self.running:
+            out.append(f"day(s) {_days_text(self.running)} not materialized yet: a queued or "
+                       "in-progress run covers them")
+        if self.tried:
+            out.append(f"day(s) {_days_text([o.day for o in self.tried])} still not materialized: "
+                       "already re-requested with their files' current versions (the run failed); "
+                       "waiting for one of their files to change")
+        return out
+
+
+def plan_orphans(orphans: list[OrphanDay], in_flight: Iterable[str], tried_keys: Iterable[str]
+                 ) -> OrphanPlan:
+    """Which orphan days to request now: not those a queued or in-progress run covers
+    (`in_flight` days), not those whose run key was already used (`tried_keys`)."""
+    running, tried_set = set(in_flight), set(tried_keys)
+    return OrphanPlan(
+        requests=[o for o in orphans if o.day not in running and o.run_key not in tried_set],
+        running=[o.day for o in orphans if o.day in running],
+        tried=[o for o in orphans if o.day not in running and o.run_key in tried_set])

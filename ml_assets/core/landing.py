@@ -103,3 +103,29 @@ def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list
         out[uri] = sorted(set(fm.expand(gone.days if gone.readable else gone.previous_days))) \
             if gone is not None else []
     return out
+
+
+def held_days(config: PipelineConfig, files: list[LandingFile], store: ObjectStore | None = None
+              ) -> dict[str, list[str]]:
+    """For each file, the days its current version holds (any day; the caller keeps those in
+    the partitions): a `{date}` file, the day in its name; a glob file, from the stored file
+    manifest as it is (`touched_days` refreshes it): the days the entry of that version could
+    hold (`FileEntry.could_hold`), none when the manifest has no entry of that version."""
+    source = config.source
+    assert isinstance(source, FilesSource)
+    dated = date_pattern(source.uri)
+    if dated:
+        out = {}
+        for f in files:
+            match = dated[1].match(f.uri)
+            out[f.uri] = [match.group("date")] if match else []
+        return out
+    if store is None:
+        raise ValueError("a glob source needs the tables store for its file manifest")
+    manifest, _ = fm.load(store, fm.manifest_key(config.name))
+    far = (dt.date(1, 1, 1), dt.date(9999, 12, 31))
+    out = {}
+    for f in files:
+        entry = manifest.files.get(f.uri) if manifest is not None else None
+        out[f.uri] = entry.could_hold(*far) if entry is not None and entry.version == f.version else []
+    return out

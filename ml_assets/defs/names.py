@@ -36,11 +36,15 @@ TAG_ACTOR = "ml_assets/actor"
 TAG_LAUNCHED_BY = "ml_assets/launched_by"
 #: On runs that train: the instance admits one queued run per value (pipeline) at a time.
 TAG_TRAINING = "ml_assets/training"
+#: On new-data runs: their run key, so the sensor can tell which (day, file versions) it tried.
+TAG_RUN_KEY = "ml_assets/run_key"
 TRIGGERS = ("drift", "performance", "schedule", "new_data", "manual")
 
 # Dagster's own tags for a single-run backfill of a partition range.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: Dagster's tag of a run of one partition.
+PARTITION_TAG = "dagster/partition"
 
 
 def metric_key(metric: str) -> str:

@@ -9,6 +9,8 @@ from ml_assets.core.automation import (
     RetrainCursor,
     date_pattern,
     new_data_run_key,
+    orphan_days,
+    plan_orphans,
     plan_retrain,
 )
 from ml_assets.core.days import contiguous_ranges
@@ -235,3 +237,55 @@ def test_results_already_read_are_skipped_and_a_bad_cursor_starts_over():
     assert first is not None and again is None
     assert RetrainCursor.from_json("not json") == RetrainCursor()
     assert RetrainCursor.from_json('{"seen": 3}') == RetrainCursor()
+
+
+# ---------------------------------------------------------------- orphan days
+DAYS = ["2024-06-15", "2024-06-16", "2024-06-17", "2024-06-18"]
+HELD = {"/land/2024-06-16.csv": ["2024-06-16"], "/land/2024-06-17.csv": ["2024-06-17"],
+        "/land/2024-06-18.csv": ["2024-06-18"]}
+VERSIONS = {u: "v1" for u in HELD}
+
+
+def test_orphan_days_are_seen_days_in_the_partitions_not_materialized_each_keyed_alone():
+    orphans = orphan_days(HELD, VERSIONS, DAYS, materialized=["2024-06-15"])
+    assert [o.day for o in orphans] == ["2024-06-16", "2024-06-17", "2024-06-18"]
+    assert orphans[0].files == {"/land/2024-06-16.csv": "v1"}
+    # one key per (day, file versions): not the key of the run that asked for all three days,
+    # and two days of one glob file get two keys
+    assert len({o.run_key for o in orphans}) == 3
+    assert new_data_run_key(VERSIONS) not in {o.run_key for o in orphans}
+    big = orphan_days({"/land/all.csv": ["2024-06-16", "2024-06-17"]}, {"/land/all.csv": "v1"},
+                      DAYS, materialized=[])
+    assert len({o.run_key for o in big}) == 2
+    assert all(o.run_key.startswith("new_data:") for o in orphans + big)
+    # a new version of a day's file: a new key
+    again = orphan_days(HELD, {**VERSIONS, "/land/2024-06-18.csv": "v2"}, DAYS, materialized=[])
+    assert again[2].run_key != orphans[2].run_key and again[0].run_key == orphans[0].run_key
+    # materialized, requested by this tick already, outside the partitions, or not a seen
+    # version: not orphans
+    assert orphan_days(HELD, VERSIONS, DAYS, materialized=DAYS) == []
+    assert [o.day for o in orphan_days(HELD, VERSIONS, DAYS, [], requested_now=["2024-06-18"])] \
+        == ["2024-06-16", "2024-06-17"]
+    assert [o.day for o in orphan_days(HELD, VERSIONS, DAYS[:2], [])] == ["2024-06-16"]
+    assert [o.day for o in orphan_days(HELD, {"/land/2024-06-17.csv": "v1"}, DAYS, [])] \
+        == ["2024-06-17"]
+
+
+def test_plan_orphans_skips_days_in_flight_and_keys_already_tried():
+    orphans = orphan_days(HELD, VERSIONS, DAYS, materialized=[])
+    plan = plan_orphans(orphans, in_flight=[], tried_keys=[])
+    assert [o.day for o in plan.requests] == ["2024-06-16", "2024-06-17", "2024-06-18"]
+    assert plan.notes() == ["re-requesting day(s) 2024-06-16, 2024-06-17, 2024-06-18 not "
+                            "materialized after an earlier run failed (one run per day)"]
+    # a queued or in-progress run covers 06-16: not requested, and said so
+    plan = plan_orphans(orphans, in_flight=["2024-06-16", "2024-06-20"],
+                        tried_keys=[orphans[2].run_key])
+    assert [o.day for o in plan.requests] == ["2024-06-17"]
+    assert plan.running == ["2024-06-16"]
+    assert [o.day for o in plan.tried] == ["2024-06-18"]
+    notes = "; ".join(plan.notes())
+    assert "re-requesting day(s) 2024-06-17 not materialized after an earlier run failed" in notes
+    assert "2024-06-16 not materialized yet: a queued or in-progress run covers them" in notes
+    assert "2024-06-18 still not materialized: already re-requested" in notes
+    # everything tried: nothing to request
+    assert plan_orphans(orphans, [], [o.run_key for o in orphans]).requests == []

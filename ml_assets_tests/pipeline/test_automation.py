@@ -115,13 +115,16 @@ def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhoo
     assert request.tags["dagster/asset_partition_range_end"] == "2024-03-12"
     assert request.tags["ml_assets/partition"] == "2024-03-12"
     assert request.run_key.startswith("new_data:")
-    # the same files again: no new request
+    # the same files again, with the requested run queued (as the daemon queues it before the
+    # next tick): no new request
+    daily = defs.resolve_job_def(NAMES.daily_job)
+    queued = instance.create_run_for_job(daily, tags=request.tags)
     again = new_data.evaluate_tick(dg.build_sensor_context(
         instance=instance, cursor=result.cursor, resources={"storage": storage}))
     assert not again.run_requests
+    instance.report_run_canceled(queued)
 
     # run what the sensor asked for, as the daemon would
-    daily = defs.resolve_job_def(NAMES.daily_job)
     run = daily.execute_in_process(instance=instance, tags=request.tags, raise_on_error=False)
     assert run.success, step_errors(run)
     drift = checks_by_name(run)["drift.feature_drift"]
@@ -199,6 +202,127 @@ def test_new_data_then_drift_then_one_retrain(landing, storage, instance, webhoo
     assert audit[-1]["action"] in ("promote", "reject")
     assert audit[-1]["details"]["trigger"] == "drift"
     assert audit[-1]["actor"] == "dagster:ui-or-api" or audit[-1]["actor"].startswith("sensor:")
+
+
+# ---------------------------------------------------------------- orphan days
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@pytest.fixture
+def with_a_bad_day(tmp_path, monkeypatch):
+    """Good 2024-03-11 and 2024-03-12 land with a 2024-03-13 that misses a required column."""
+    monkeypatch.setenv("ML_ASSETS_PII_KEY", "k")
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    for day in (11, 12):
+        rentals_frame(dt.date(2024, 3, day), 60, seed=day).to_csv(folder / f"2024-03-{day}.csv",
+                                                                  index=False)
+    bad = rentals_frame(dt.date(2024, 3, 13), 60, seed=13).drop(columns=["station"])
+    bad.to_csv(folder / "2024-03-13.csv", index=False)
+    cfg = load_config(write_config(tmp_path / "rentals.yaml",
+                                   rentals_dict(str(folder / "{date}.csv"))))
+    return folder, cfg
+
+
+def _tick(defs, instance, storage, cursor=None):
+    return _sensor(defs, NAMES.new_data_sensor).evaluate_tick(dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"storage": storage}))
+
+
+def _run_raw(cfg, storage, instance, request):
+    """Raw for the request's days, with its tags (as the daemon would launch it)."""
+    return materialize(cfg, storage, instance, request.tags[RANGE_START], request.tags[RANGE_END],
+                       layers=["raw"], tags=request.tags)
+
+
+def _spans(requests):
+    return sorted((r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests)
+
+
+def _raw_days(instance):
+    return sorted(instance.get_materialized_partitions(NAMES.raw))
+
+
+def _first_tick_fails(cfg, storage, instance):
+    defs = _defs(cfg, storage)
+    first = _tick(defs, instance, storage)
+    [request] = first.run_requests
+    assert _spans([request]) == [("2024-03-11", "2024-03-13")]
+    run = _run_raw(cfg, storage, instance, request)
+    assert not run.success and "2024-03-13" in step_errors(run)
+    assert _raw_days(instance) == []  # the blocked day stopped the whole run
+    return defs, first
+
+
+@pytest.mark.slow
+def test_fixing_the_bad_file_gets_the_good_days_of_its_failed_run_ingested(
+        with_a_bad_day, storage, instance):
+    folder, cfg = with_a_bad_day
+    defs, first = _first_tick_fails(cfg, storage, instance)
+    rentals_frame(dt.date(2024, 3, 13), 70, seed=13).to_csv(folder / "2024-03-13.csv", index=False)
+    second = _tick(defs, instance, storage, first.cursor)
+    # the fixed day (its file changed) and each good day of the failed run, on its own
+    assert _spans(second.run_requests) == [("2024-03-11", "2024-03-11"),
+                                           ("2024-03-12", "2024-03-12"),
+                                           ("2024-03-13", "2024-03-13")]
+    assert len({r.run_key for r in second.run_requests}) == 3
+    assert first.run_requests[0].run_key not in {r.run_key for r in second.run_requests}
+    for request in second.run_requests:
+        assert request.tags["ml_assets/trigger"] == "new_data"
+        assert request.tags["ml_assets/pipeline"] == "rentals"
+        assert request.run_key.startswith("new_data:")
+        assert _run_raw(cfg, storage, instance, request).success
+    assert _raw_days(instance) == ["2024-03-11", "2024-03-12", "2024-03-13"]
+    third = _tick(defs, instance, storage, second.cursor)
+    assert not third.run_requests and "no new or changed file" in third.skip_message
+
+
+@pytest.mark.slow
+def test_a_bad_file_blocks_only_its_day_and_is_tried_once_per_version(with_a_bad_day, storage,
+                                                                      instance):
+    folder, cfg = with_a_bad_day
+    defs, first = _first_tick_fails(cfg, storage, instance)
+    # nothing changed: the days of the failed run are requested again, one run each
+    second = _tick(defs, instance, storage, first.cursor)
+    assert _spans(second.run_requests) == [("2024-03-11", "2024-03-11"),
+                                           ("2024-03-12", "2024-03-12"),
+                                           ("2024-03-13", "2024-03-13")]
+    ran = {r.tags[RANGE_START]: _run_raw(cfg, storage, instance, r).success
+           for r in second.run_requests}
+    assert ran == {"2024-03-11": True, "2024-03-12": True, "2024-03-13": False}
+    # the bad day is not retried while its file is the same
+    third = _tick(defs, instance, storage, second.cursor)
+    assert not third.run_requests, _spans(third.run_requests)
+    assert "2024-03-13 still not materialized" in third.skip_message, third.skip_message
+    # a new day is not blocked by it
+    rentals_frame(dt.date(2024, 3, 14), 60, seed=14).to_csv(folder / "2024-03-14.csv", index=False)
+    fourth = _tick(defs, instance, storage, third.cursor)
+    [new] = fourth.run_requests
+    assert _spans([new]) == [("2024-03-14", "2024-03-14")]
+    assert _run_raw(cfg, storage, instance, new).success
+    assert _raw_days(instance) == ["2024-03-11", "2024-03-12", "2024-03-14"]
+    # its file fixed: the bad day is requested again
+    rentals_frame(dt.date(2024, 3, 13), 70, seed=13).to_csv(folder / "2024-03-13.csv", index=False)
+    fifth = _tick(defs, instance, storage, fourth.cursor)
+    assert _spans(fifth.run_requests) == [("2024-03-13", "2024-03-13")]
+
+
+def test_a_day_a_queued_run_covers_is_not_requested_again(with_a_bad_day, storage, instance):
+    _, cfg = with_a_bad_day
+    defs = _defs(cfg, storage)
+    first = _tick(defs, instance, storage)
+    [request] = first.run_requests
+    # the daemon queued the requested run; it has not started
+    queued = instance.create_run_for_job(defs.resolve_job_def(NAMES.daily_job), tags=request.tags)
+    second = _tick(defs, instance, storage, first.cursor)
+    assert not second.run_requests, _spans(second.run_requests)
+    assert "day(s) 2024-03-11, 2024-03-12, 2024-03-13 not materialized yet: a queued or " \
+           "in-progress run covers them" in second.skip_message, second.skip_message
+    instance.report_run_canceled(queued)  # it ended without materializing them
+    third = _tick(defs, instance, storage, second.cursor)
+    assert _spans(third.run_requests) == [("2024-03-11", "2024-03-11"),
+                                          ("2024-03-12", "2024-03-12"),
+                                          ("2024-03-13", "2024-03-13")]
 
 
 def test_run_failure_sensor_alerts_and_never_fails_on_a_dead_webhook(landing, storage, instance, webhook):
