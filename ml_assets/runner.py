@@ -54,6 +54,7 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     # failed, so they do not look as if they were still writing (see ml_assets.stale_runs)
     stale = stale_runs.fail_dead_runs(instance, TAG_LAUNCHED_BY, "ml-assets run")
     stale_runs.ensure_pool(instance, training_pool(cfg))
+    moved_from = store_moved_from(instance, names.raw, storage.tables().uri("x")[:-1])
     last = (end - dt.timedelta(days=1)).isoformat()
     result = job.execute_in_process(
         instance=instance,
@@ -79,7 +80,24 @@ def run_pipeline(cfg: PipelineConfig, start: dt.date, end: dt.date, as_of: dt.da
     summary["prediction_days"] = prediction_days(summary, storage, cfg.name)
     failed_partitions.record(summary, result, defs, instance, start, end)
     summary["stale_runs_failed"] = stale
+    summary["store_moved_from"] = moved_from
     return summary
+
+
+def store_moved_from(instance, raw_key, root: str) -> str | None:
+    """The store root the pipeline's newest raw partition was written under, when it is not
+    `root` (this run's tables store): a mistyped DATA_PATH or S3_BUCKET would otherwise start
+    a second store silently, without the first one's key history and PII key record."""
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=raw_key), limit=1)
+    mat = records.records[0].asset_materialization if records.records else None
+    uri = mat.metadata.get("dagster/uri") if mat is not None else None
+    if uri is None or str(uri.value).startswith(root):
+        return None
+    marker = "/" + "/".join(raw_key.path) + "/"  # tables are stored under <root>/<asset key>/
+    text = str(uri.value)
+    return text.split(marker)[0] if marker in text else text
 
 
 class _OneLine(logging.Formatter):
@@ -348,6 +366,11 @@ def render(summary: dict[str, Any]) -> str:
     r = summary["range"]
     lines = [f"pipeline {summary['pipeline']}  run {summary['run_id']}  {r['start']}..{r['end']} "
              + (f"(as of {r['as_of']})" if r.get("as_of") else "(--no-train: no model trained)")]
+    if summary.get("store_moved_from"):
+        lines.append(f"  warning      the pipeline's last raw partition was written under "
+                     f"{summary['store_moved_from']}, not under this run's tables store: check "
+                     "DATA_PATH / S3_BUCKET (each store keeps its own key history and PII key "
+                     "record)")
     for run_id in summary.get("stale_runs_failed") or []:
         lines.append(f"  earlier run  {run_id}: its process is gone; marked FAILURE (rerun its range "
                      "to retry)")

@@ -423,3 +423,36 @@ def test_a_long_failure_line_is_cut_with_a_marker_not_silently():
     assert "\n" not in line and line.startswith(flat[:LINE_LIMIT])
     assert line.endswith(f" [... {len(flat) - LINE_LIMIT} more characters in the run's logs]")
     assert one_line("short\n  message") == "short message"
+
+
+def test_a_run_on_another_store_than_the_last_raw_partition_warns(tmp_path):
+    """A mistyped DATA_PATH would start a second store silently: the summary says so."""
+    from ml_assets.defs.names import PipelineNames
+    from ml_assets.runner import store_moved_from
+
+    raw = PipelineNames("flights").raw
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert store_moved_from(instance, raw, "/data/tables/") is None  # nothing stored yet
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            asset_key=raw, partition="2013-01-01", metadata={"dagster/uri": dg.MetadataValue.path(
+                "/data/tables/flights/raw/2013-01-01/abc.parquet")}))
+        assert store_moved_from(instance, raw, "/data/tables/") is None
+        assert store_moved_from(instance, raw, "/data/tbles/") == "/data/tables"
+    summary = {"pipeline": "flights", "run_id": "r", "success": True, "store_moved_from": "/data/tables",
+               "range": {"start": "2013-01-01", "end": "2013-01-02", "as_of": None}}
+    line = next(ln for ln in render_partial(summary) if "warning" in ln)
+    assert "written under /data/tables, not under this run's tables store" in line
+
+
+def render_partial(summary):
+    """render() on a summary holding only what its first lines need."""
+    from ml_assets.runner import render
+
+    base = {"rows": {}, "partitions": {}, "quarantined_rows": 0, "model": {}, "production": None,
+            "gate": {"passed": None, "checks": []}, "predictions_written": 0, "failed_checks": [],
+            "failed_blocking_checks": [], "step_failures": [], "lookups": {}, "extra_columns": {},
+            "predicted_days": [], "scored_by": {}, "stale_runs_failed": [], "trained": False}
+    try:
+        return render({**base, **summary}).splitlines()
+    except KeyError as exc:  # a key render needs later on: the first lines are what we check
+        raise AssertionError(f"render needs {exc}") from None
