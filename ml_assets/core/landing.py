@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import glob as globlib
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,15 @@ def _calendar_day(text: str) -> bool:
     return True
 
 
+def _dated_days(regex: re.Pattern, files: list[LandingFile]) -> dict[str, list[str]]:
+    """A `{date}` file's day: the calendar date in its name, or none."""
+    out = {}
+    for f in files:
+        match = regex.match(f.uri)
+        out[f.uri] = [match.group("date")] if match and _calendar_day(match.group("date")) else []
+    return out
+
+
 def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list[LandingFile],
                  s3_client: Any = None, store: ObjectStore | None = None,
                  removed: list[str] = ()) -> dict[str, list[str]]:
@@ -77,11 +87,7 @@ def touched_days(config: PipelineConfig, files: list[LandingFile], changed: list
     assert isinstance(source, FilesSource)
     dated = date_pattern(source.uri)
     if dated:
-        out = {}
-        for f in changed:
-            match = dated[1].match(f.uri)
-            out[f.uri] = [match.group("date")] if match and _calendar_day(match.group("date")) else []
-        return out
+        return _dated_days(dated[1], changed)
     from ml_assets.core.sources import refresh_manifest
 
     if store is None:
@@ -115,11 +121,7 @@ def held_days(config: PipelineConfig, files: list[LandingFile], store: ObjectSto
     assert isinstance(source, FilesSource)
     dated = date_pattern(source.uri)
     if dated:
-        out = {}
-        for f in files:
-            match = dated[1].match(f.uri)
-            out[f.uri] = [match.group("date")] if match else []
-        return out
+        return _dated_days(dated[1], files)
     if store is None:
         raise ValueError("a glob source needs the tables store for its file manifest")
     manifest, _ = fm.load(store, fm.manifest_key(config.name))

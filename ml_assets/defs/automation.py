@@ -48,6 +48,8 @@ from ml_assets.defs.names import (
     PARTITION_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
+    RUN_KEY_TAG,
+    SENSOR_NAME_TAG,
     TAG_DRIFT_SHARE,
     TAG_PARTITION,
     TAG_PIPELINE,
@@ -59,7 +61,6 @@ from ml_assets.defs.resources import AlertsResource, StorageResource
 from ml_assets.defs.spec import PipelineSpec
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
-RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
 
 # ---------------------------------------------------------------- reading the instance

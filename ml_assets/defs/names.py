@@ -45,6 +45,8 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 #: Dagster's tag of a run of one partition.
 PARTITION_TAG = "dagster/partition"
+#: Dagster's tags on a run a sensor launched: its run key and the sensor's name.
+RUN_KEY_TAG, SENSOR_NAME_TAG = "dagster/run_key", "dagster/sensor_name"
 
 
 def metric_key(metric: str) -> str:
